@@ -1,0 +1,202 @@
+#include "backend/cpu/ops.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SPECQ_AVX2 1
+#endif
+
+#include "core/dtype.h"
+#include "model/runner.h"
+
+namespace specq::cpu {
+namespace {
+
+// Minimum multiply-adds before a loop is worth spreading over threads.
+constexpr int64_t kParallelWork = 1 << 15;
+
+inline float dot(const float* a, const float* b, int64_t k) {
+#if defined(SPECQ_AVX2)
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= k; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  float sum = _mm_cvtss_f32(h);
+  for (; i < k; ++i) sum += a[i] * b[i];
+  return sum;
+#else
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < k; ++i) sum += a[i] * b[i];
+  return sum;
+#endif
+}
+
+}  // namespace
+
+void to_float(const void* src, DType dtype, int64_t n, float* dst) {
+  switch (dtype) {
+    case DType::F32:
+      std::copy_n(static_cast<const float*>(src), n, dst);
+      return;
+    case DType::F16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      int64_t i = 0;
+#if defined(__F16C__) && defined(SPECQ_AVX2)
+      for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+#endif
+      for (; i < n; ++i) dst[i] = half_to_float(h[i]);
+      return;
+    }
+    case DType::BF16: {
+      const auto* b = static_cast<const uint16_t*>(src);
+      auto* out = reinterpret_cast<uint32_t*>(dst);
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) out[i] = uint32_t(b[i]) << 16;
+      return;
+    }
+    default:
+      for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
+  }
+}
+
+void rmsnorm(const float* x, const float* w, float eps, float* out, int n, int dim) {
+  for (int t = 0; t < n; ++t) {
+    const float* row = x + int64_t(t) * dim;
+    float* o = out + int64_t(t) * dim;
+    const float r = 1.0f / std::sqrt(dot(row, row, dim) / float(dim) + eps);
+#pragma omp simd
+    for (int i = 0; i < dim; ++i) o[i] = row[i] * r * w[i];
+  }
+}
+
+void add_rmsnorm(float* x, const float* delta, const float* w, float eps, float* out, int n, int dim) {
+  if (delta != nullptr) {
+    const int64_t total = int64_t(n) * dim;
+#pragma omp simd
+    for (int64_t i = 0; i < total; ++i) x[i] += delta[i];
+  }
+  rmsnorm(x, w, eps, out, n, dim);
+}
+
+void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
+            float* scratch) {
+  const int64_t N = w.rows(), K = w.cols();
+  const size_t esize = dtype_size(w.dtype);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const bool convert = w.dtype != DType::F32;
+  const int64_t work = N * K * n;
+#pragma omp parallel if (work >= kParallelWork)
+  {
+    float* row_buffer = scratch + int64_t(omp_get_thread_num()) * K;  // this thread's converted row
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < N; ++o) {
+      const float* row;
+      if (convert) {
+        to_float(base + size_t(o) * size_t(K) * esize, w.dtype, K, row_buffer);
+        row = row_buffer;
+      } else {
+        row = reinterpret_cast<const float*>(base) + o * K;
+      }
+      const float b = bias != nullptr ? bias[o] : 0.0f;
+      for (int t = 0; t < n; ++t) out[t * out_stride + o] = dot(in + int64_t(t) * K, row, K) + b;
+    }
+  }
+}
+
+void rope(float* vec, int64_t stride, int n, int heads, int head_dim, const int32_t* positions,
+          const float* inv_freq) {
+  const int half = head_dim / 2;
+  for (int t = 0; t < n; ++t) {
+    for (int c = 0; c < half; ++c) {
+      // float angle as Hugging Face computes it (position * inv_freq in fp32), cos/sin in double.
+      const float angle = float(positions[t]) * inv_freq[c];
+      const float cs = float(std::cos(double(angle))), sn = float(std::sin(double(angle)));
+      for (int h = 0; h < heads; ++h) {
+        float* v = vec + t * stride + int64_t(h) * head_dim;
+        const float a = v[c], b = v[c + half];
+        v[c] = a * cs - b * sn;
+        v[c + half] = b * cs + a * sn;
+      }
+    }
+  }
+}
+
+void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int cache_len, int n,
+               std::span<const uint64_t> tree_mask, int heads, int kv_heads, int head_dim, float* out,
+               float* scores) {
+  const int group = heads / kv_heads;
+  const int64_t kv_dim = int64_t(kv_heads) * head_dim;
+  const int total = cache_len + n;
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const int words = mask_words(n);
+  const int64_t work = int64_t(n) * heads * total * head_dim;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= kParallelWork)
+  for (int t = 0; t < n; ++t) {
+    for (int h = 0; h < heads; ++h) {
+      float* s = scores + int64_t(omp_get_thread_num()) * total;
+      const float* qh = q + t * q_stride + int64_t(h) * head_dim;
+      const int64_t kv_off = int64_t(h / group) * head_dim;
+      auto visible = [&](int j) {  // new token j as seen from new token t
+        if (tree_mask.empty()) return j <= t;
+        return ((tree_mask[size_t(t) * words + size_t(j / 64)] >> (j % 64)) & 1u) != 0;
+      };
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int r = 0; r < total; ++r) {
+        if (r >= cache_len && !visible(r - cache_len)) {
+          s[r] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
+        s[r] = dot(qh, k_cache + r * kv_dim + kv_off, head_dim) * scale;
+        max_score = std::max(max_score, s[r]);
+      }
+      float* o = out + (int64_t(t) * heads + h) * head_dim;
+      std::fill_n(o, head_dim, 0.0f);
+      float sum = 0.0f;
+      for (int r = 0; r < total; ++r) {
+        if (s[r] == -std::numeric_limits<float>::infinity()) continue;
+        const float p = std::exp(s[r] - max_score);
+        sum += p;
+        const float* vr = v_cache + r * kv_dim + kv_off;
+#pragma omp simd
+        for (int i = 0; i < head_dim; ++i) o[i] += p * vr[i];
+      }
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      for (int i = 0; i < head_dim; ++i) o[i] *= inv;
+    }
+  }
+}
+
+void swiglu(const float* gate_up, int n, int inter, float* out) {
+  for (int t = 0; t < n; ++t) {
+    const float* g = gate_up + int64_t(t) * 2 * inter;
+    const float* u = g + inter;
+    float* o = out + int64_t(t) * inter;
+    for (int i = 0; i < inter; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
+int32_t argmax(const float* values, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; ++i)
+    if (values[i] > values[best]) best = i;
+  return best;
+}
+
+}  // namespace specq::cpu

@@ -1,0 +1,44 @@
+// CPU kernels: fp32 arithmetic on fp32/fp16/bf16 weights. They are the reference every other
+// backend is tested against, and fast enough to be used (vectorised, multi-threaded).
+#pragma once
+#include <cstdint>
+#include <span>
+
+#include "model/weights.h"
+
+namespace specq::cpu {
+
+// Converts n elements of a floating-point array to fp32.
+void to_float(const void* src, DType dtype, int64_t n, float* dst);
+
+// out[t] = x[t] / rms(x[t]) * w, for n rows of dim values.
+void rmsnorm(const float* x, const float* w, float eps, float* out, int n, int dim);
+// x[t] += delta[t] (when delta is given), then out[t] = rmsnorm(x[t]).
+void add_rmsnorm(float* x, const float* delta, const float* w, float eps, float* out, int n, int dim);
+
+// out[t * out_stride + o] = sum_k in[t * K + k] * W[o, k] (+ bias[o]) for the n rows of `in`.
+// W is [N, K] of any floating dtype. Rows of W are split over threads; scratch holds
+// omp_get_max_threads() * K floats for converting fp16/bf16 rows.
+void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
+            float* scratch);
+
+// Rotates pairs (c, c + d/2) of each head ("rotate_half" convention, as Hugging Face Llama) by
+// position * inv_freq[c]. Row t starts at vec + t * stride and holds `heads` heads of head_dim.
+void rope(float* vec, int64_t stride, int n, int heads, int head_dim, const int32_t* positions,
+          const float* inv_freq);
+
+// Attention of n new queries against a KV cache whose rows [0, cache_len) are committed and rows
+// [cache_len, cache_len + n) hold the new tokens. q row t starts at q + t * q_stride;
+// k/v caches are [rows, kv_heads * head_dim]. tree_mask: empty for causal, else n rows of
+// mask_words(n) words. out is [n, heads * head_dim]. scores: scratch of threads * (cache_len + n).
+void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int cache_len, int n,
+               std::span<const uint64_t> tree_mask, int heads, int kv_heads, int head_dim, float* out,
+               float* scores);
+
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i].
+void swiglu(const float* gate_up, int n, int inter, float* out);
+
+// Index of the largest value; ties go to the smallest index.
+int32_t argmax(const float* values, int n);
+
+}  // namespace specq::cpu

@@ -1,0 +1,53 @@
+#include "io/loader.h"
+
+#include <filesystem>
+#include <vector>
+
+#include "core/error.h"
+#include "io/llama2c.h"
+#include "io/synthetic.h"
+
+namespace specq {
+namespace fs = std::filesystem;
+
+namespace {
+
+// In a llama2.c model directory: the checkpoint (.bin that is not a tokenizer) and its tokenizer.
+Model load_llama2c_directory(const fs::path& dir) {
+  std::vector<fs::path> checkpoints, tokenizers;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (!entry.is_regular_file() || entry.path().extension() != ".bin") continue;
+    const std::string name = entry.path().filename().string();
+    (name.rfind("tok", 0) == 0 ? tokenizers : checkpoints).push_back(entry.path());
+  }
+  SPECQ_CHECK(!checkpoints.empty(), "'{}' holds no config.json and no llama2.c .bin checkpoint", dir.string());
+  SPECQ_CHECK(checkpoints.size() == 1, "'{}' holds {} .bin checkpoints; pass the file itself", dir.string(),
+              checkpoints.size());
+  Model m = load_llama2c(checkpoints[0].string());
+  if (tokenizers.size() == 1) m.tokenizer_path = tokenizers[0].string();
+  return m;
+}
+
+}  // namespace
+
+Model load_model(const std::string& path) {
+  if (path.rfind("synthetic:", 0) == 0) return make_synthetic_model(path.substr(10));
+  std::error_code ec;
+  const fs::path p(path);
+  SPECQ_CHECK(fs::exists(p, ec), "model path '{}' does not exist", path);
+  if (fs::is_directory(p, ec)) {
+    return load_llama2c_directory(p);
+  }
+  SPECQ_CHECK(p.extension() == ".bin", "'{}' is not a model: expected a directory, a llama2.c .bin or synthetic:NAME",
+              path);
+  Model m = load_llama2c(path);
+  for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
+    if (fs::exists(p.parent_path() / name, ec)) {
+      m.tokenizer_path = (p.parent_path() / name).string();
+      break;
+    }
+  }
+  return m;
+}
+
+}  // namespace specq
