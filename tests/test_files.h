@@ -1,16 +1,20 @@
-// Test helpers for building (broken) checkpoints on disk: a temporary directory, whole-file I/O and a
-// minimal safetensors writer/reader, so that tests make their bad inputs from the good fixtures.
+// Test helpers for building (broken) checkpoints on disk: a temporary directory, whole-file I/O, a
+// minimal safetensors writer/reader (tests make their bad inputs from the good fixtures), and
+// error_of() to look at an Error's message.
 #pragma once
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "core/error.h"
 
 namespace specq::testing {
 
@@ -82,6 +86,17 @@ inline SafetensorsParts split_safetensors(const std::string& bytes) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[size_t(i)]);
   return {nlohmann::json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+// The message of the specq::Error that f() throws; "" if it throws none (other exceptions propagate).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace specq::testing
