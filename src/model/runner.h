@@ -53,6 +53,10 @@ class Runner {
   // Keeps the accepted rows of a speculative step: row src_rows[i] moves to dst_start + i
   // (src_rows ascending, src_rows[i] >= dst_start + i), in every layer.
   virtual void compact_kv(std::span<const int32_t> src_rows, int dst_start) = 0;
+  // Bytes per second of a large copy on this device (bytes read + bytes written): the floor's unit.
+  virtual double measure_copy_bandwidth() = 0;
+  // Bytes a forward of one token must read from device memory (all weights).
+  virtual size_t weight_bytes() const = 0;
 };
 
 // Checks a request against the runner's limits; throws Error with a clear message.

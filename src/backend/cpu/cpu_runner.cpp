@@ -2,10 +2,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/ops.h"
 #include "core/error.h"
+#include "core/timer.h"
 #include "io/synthetic.h"
 #include "model/llama_forward.h"
 #include "model/runner.h"
@@ -109,6 +111,23 @@ class CpuRunner final : public Runner {
       }
     }
   }
+
+  double measure_copy_bandwidth() override {
+    const size_t bytes = size_t(256) << 20;
+    std::vector<uint8_t> a(bytes, 1), b(bytes, 2);
+    double best = 0.0;
+    for (int rep = 0; rep < 5; ++rep) {
+      Stopwatch clock;
+#pragma omp parallel for schedule(static)
+      for (int64_t chunk = 0; chunk < 64; ++chunk)
+        std::memcpy(b.data() + chunk * (bytes / 64), a.data() + chunk * (bytes / 64), bytes / 64);
+      best = std::max(best, 2.0 * double(bytes) / clock.seconds());
+      std::swap(a, b);
+    }
+    return best;
+  }
+
+  size_t weight_bytes() const override { return model_.weight_bytes(); }
 
   // ---- backend interface of llama_forward ----
   using Act = CpuAct;
