@@ -72,8 +72,8 @@ class CudaRunner final : public Runner {
     act_ = options.activation_dtype;
     SPECQ_CHECK(act_ == DType::F16 || act_ == DType::BF16, "CUDA activations must be f16 or bf16 (got {})",
                 dtype_name(act_));
-    SPECQ_CHECK(c.head_dim % 16 == 0 && c.head_dim <= 128,
-                "the CUDA backend needs head_dim a multiple of 16 up to 128 (got {})", c.head_dim);
+    SPECQ_CHECK(c.head_dim % 8 == 0 && c.head_dim <= 128,
+                "the CUDA backend needs head_dim a multiple of 8 up to 128 (got {})", c.head_dim);
     SPECQ_CHECK(c.hidden_size % 8 == 0, "the CUDA backend needs hidden_size a multiple of 8 (got {})", c.hidden_size);
     max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
     max_tokens_ = options.max_tokens_per_forward > 0 ? options.max_tokens_per_forward : 512;
@@ -495,7 +495,7 @@ class CudaRunner final : public Runner {
   // Picks GEMV or cuBLAS for each small token count by timing both on the largest layer (gate|up).
   void choose_gemv_counts() {
     const CudaLinear& lin = layers_[0].gate_up;
-    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, stream_);
+    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
     cudaEvent_t start = nullptr, stop = nullptr;
     SPECQ_CUDA(cudaEventCreate(&start));
     SPECQ_CUDA(cudaEventCreate(&stop));
@@ -540,7 +540,7 @@ class CudaRunner final : public Runner {
   void upload_part(const Weight& w, void* dst, DType dtype) {
     const int64_t count = w.numel();
     if (w.synthetic && w.data == nullptr) {
-      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, stream_);
+      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, w.dtype, stream_);
       return;
     }
     const size_t src_size = dtype_size(w.dtype);

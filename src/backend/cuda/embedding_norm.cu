@@ -8,6 +8,7 @@ namespace {
 
 template <typename T>
 __global__ void embed_kernel(const T* table, const int32_t* tokens, int hidden, float* x) {
+  chain_start();
   const T* row = table + int64_t(tokens[blockIdx.x]) * hidden;
   float* out = x + int64_t(blockIdx.x) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[i] = to_f32<T>(row[i]);
@@ -18,6 +19,7 @@ constexpr int kNormThreads = 512;
 template <typename T>
 __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_kernel(float* x, const T* delta, const float* w, float eps,
                                                                    T* out, int dim) {
+  chain_start();
   float* row = x + int64_t(blockIdx.x) * dim;
   const T* d = delta != nullptr ? delta + int64_t(blockIdx.x) * dim : nullptr;
   float sum = 0.0f;
@@ -46,7 +48,8 @@ __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_kernel(float* x, con
 void embed(const void* table, DType act, const int32_t* tokens, int n, int hidden, float* x, cudaStream_t stream) {
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    embed_kernel<T><<<n, 256, 0, stream>>>(static_cast<const T*>(table), tokens, hidden, x);
+    launch_chained(embed_kernel<T>, dim3(unsigned(n)), dim3(256), 0, stream, static_cast<const T*>(table), tokens,
+                   hidden, x);
   });
   SPECQ_CUDA_LAUNCHED();
 }
@@ -55,8 +58,8 @@ void add_rmsnorm(float* x, const void* delta, const float* w, float eps, void* o
                  cudaStream_t stream) {
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    add_rmsnorm_kernel<T><<<n, kNormThreads, 0, stream>>>(x, static_cast<const T*>(delta), w, eps,
-                                                          static_cast<T*>(out), dim);
+    launch_chained(add_rmsnorm_kernel<T>, dim3(unsigned(n)), dim3(kNormThreads), 0, stream, x,
+                   static_cast<const T*>(delta), w, eps, static_cast<T*>(out), dim);
   });
   SPECQ_CUDA_LAUNCHED();
 }

@@ -18,6 +18,7 @@ template <typename T, typename OutT, int NT, bool kVector>
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict__ w, const T* __restrict__ x,
                                                             const float* __restrict__ bias, OutT* __restrict__ y,
                                                             int rows, int cols) {
+  chain_start();
   const int row0 = blockIdx.x * kRowsPerBlock;
   float acc[kRowsPerBlock][NT];
 #pragma unroll
@@ -97,9 +98,11 @@ template <typename T, typename OutT, int NT>
 void launch(const T* w, const T* x, const float* bias, OutT* y, int rows, int cols, cudaStream_t stream) {
   const int grid = ceil_div(rows, kRowsPerBlock);
   if (cols % 8 == 0)
-    gemv_kernel<T, OutT, NT, true><<<grid, kGemvThreads, 0, stream>>>(w, x, bias, y, rows, cols);
+    launch_chained(gemv_kernel<T, OutT, NT, true>, dim3(unsigned(grid)), dim3(kGemvThreads), 0, stream, w, x, bias, y,
+                   rows, cols);
   else
-    gemv_kernel<T, OutT, NT, false><<<grid, kGemvThreads, 0, stream>>>(w, x, bias, y, rows, cols);
+    launch_chained(gemv_kernel<T, OutT, NT, false>, dim3(unsigned(grid)), dim3(kGemvThreads), 0, stream, w, x, bias, y,
+                   rows, cols);
 }
 
 template <typename T, typename OutT>

@@ -21,9 +21,10 @@ struct StepInputs {
 };
 
 // ---- synthetic_init.cu ----
-// dst[i] = synthetic_value(seed, first_index + i, offset, scale) as dtype (F32, F16 or BF16).
+// dst[i] = synthetic_value(seed, first_index + i, offset, scale) rounded to `stored_as` (the dtype the
+// model's host bytes would hold, so every backend sees the same weights), then stored as dtype.
 void fill_synthetic(void* dst, DType dtype, int64_t count, uint64_t seed, uint64_t first_index, float offset,
-                    float scale, cudaStream_t stream);
+                    float scale, DType stored_as, cudaStream_t stream);
 // Converts count elements between floating dtypes (F32, F16, BF16).
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t count, cudaStream_t stream);
 
