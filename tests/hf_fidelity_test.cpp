@@ -94,6 +94,35 @@ TEST(HfFidelitySensitivity, DroppingRopeScalingBreaksTheMatch) {
   }
 }
 
+// Weights are used in place: the only storage is the mapped files themselves (one per shard).
+TEST(HfLoading, WeightsAreZeroCopy) {
+  EXPECT_EQ(load_model((kHfFixtures / "llama3_gqa_f32").string()).storage.size(), 1u);
+  EXPECT_EQ(load_model((kHfFixtures / "qwen2_bias_sharded").string()).storage.size(), 4u);
+}
+
+// safetensors does not align tensors; a float tensor at an odd offset is copied, and still right.
+TEST(HfLoading, MisalignedTensorsAreCopied) {
+  testing::TempDir tmp;
+  const auto dir = testing::copy_fixture("llama3_gqa_f32", tmp.path());
+  const auto file = dir / "model.safetensors";
+  testing::SafetensorsParts parts = testing::split_safetensors(testing::read_file(file));
+  size_t tensors = 0;
+  for (auto& [name, entry] : parts.header.items()) {
+    if (name == "__metadata__") continue;
+    ++tensors;
+    for (auto& offset : entry["data_offsets"]) offset = offset.get<uint64_t>() + 1;
+  }
+  parts.header["a_leading_byte"] = {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}};
+  parts.data.insert(0, 1, '\x7f');
+  testing::write_file(file, testing::safetensors_bytes(parts));
+
+  Model model = load_model(dir.string());
+  EXPECT_EQ(model.storage.size(), 1 + tensors);  // the mapping and one aligned copy per float tensor
+  const Reference ref = read_reference("llama3_gqa_f32");
+  auto runner = make_cpu_runner(model, RunnerOptions{});
+  EXPECT_LT(test::relative_l2(prefill_all_rows(*runner, ref.prompt).logits, ref.logits), 1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
                          ::testing::Values("llama3_gqa_f32", "llama_tied_bf16", "llama_mqa_f16", "qwen2_bias_sharded"));
 
