@@ -67,16 +67,30 @@ __device__ __forceinline__ bool visible(int key, int token, int cache_len, int n
 }
 
 // Copies 64 rows x head_dim of a [rows, stride] matrix into shared memory; rows past `valid` are zero.
-// Columns from head_dim up to the padded width are written as zeros.
+// Columns from head_dim up to the padded width are written as zeros. All of a thread's 16-byte
+// loads of both tiles are issued before any is stored, so their latencies overlap.
+constexpr int kVectorsPerThread = kTile * (kMaxHeadDim / 8) / kThreads;
+
 template <typename T>
-__device__ __forceinline__ void load_tile(T* dst, int ld, const T* src, int64_t stride, int valid, int head_dim,
-                                          int padded) {
+__device__ __forceinline__ void load_kv_tiles(T* k_dst, T* v_dst, int ld, const T* k_src, const T* v_src,
+                                              int64_t stride, int valid, int head_dim, int padded) {
   const int vectors = padded / 8;
-  for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
+  uint4 k[kVectorsPerThread], v[kVectorsPerThread];
+#pragma unroll
+  for (int j = 0; j < kVectorsPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
     const int r = i / vectors, c = (i % vectors) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < valid && c < head_dim) v = *reinterpret_cast<const uint4*>(src + r * stride + c);
-    *reinterpret_cast<uint4*>(dst + r * ld + c) = v;
+    const bool ok = i < kTile * vectors && r < valid && c < head_dim;
+    k[j] = ok ? *reinterpret_cast<const uint4*>(k_src + r * stride + c) : make_uint4(0, 0, 0, 0);
+    v[j] = ok ? *reinterpret_cast<const uint4*>(v_src + r * stride + c) : make_uint4(0, 0, 0, 0);
+  }
+#pragma unroll
+  for (int j = 0; j < kVectorsPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i >= kTile * vectors) break;
+    const int r = i / vectors, c = (i % vectors) * 8;
+    *reinterpret_cast<uint4*>(k_dst + r * ld + c) = k[j];
+    *reinterpret_cast<uint4*>(v_dst + r * ld + c) = v[j];
   }
 }
 
@@ -111,15 +125,26 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
 
   // Q tile: row r is token (row0 + r) / group, head kv_head * group + (row0 + r) % group.
   const T* qkv = static_cast<const T*>(p.qkv);
-  for (int i = threadIdx.x; i < kTile * (hd_pad / 8); i += kThreads) {
-    const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
-    const int row = row0 + r;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row < p.q_rows && c < hd) {
-      const int token = row / group, head = kv_head * group + row % group;
-      v = *reinterpret_cast<const uint4*>(qkv + token * qkv_stride + int64_t(head) * hd + c);
+  {
+    uint4 q[kVectorsPerThread];
+#pragma unroll
+    for (int j = 0; j < kVectorsPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
+      const int row = row0 + r;
+      q[j] = make_uint4(0, 0, 0, 0);
+      if (i < kTile * (hd_pad / 8) && row < p.q_rows && c < hd) {
+        const int token = row / group, head = kv_head * group + row % group;
+        q[j] = *reinterpret_cast<const uint4*>(qkv + token * qkv_stride + int64_t(head) * hd + c);
+      }
     }
-    *reinterpret_cast<uint4*>(sq + r * lay.ld_qkv + c) = v;
+#pragma unroll
+    for (int j = 0; j < kVectorsPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i >= kTile * (hd_pad / 8)) break;
+      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
+      *reinterpret_cast<uint4*>(sq + r * lay.ld_qkv + c) = q[j];
+    }
   }
   for (int i = threadIdx.x; i < kTile * lay.ld_o; i += kThreads) so[i] = 0.0f;
 
@@ -135,8 +160,8 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
   const T* v_cache = static_cast<const T*>(p.v_cache) + int64_t(kv_head) * hd;
   for (int key0 = key_begin; key0 < key_stop; key0 += kTile) {
     __syncthreads();  // previous tile's K/V fully used (and Q/O initialised on the first pass)
-    load_tile(sk, lay.ld_qkv, k_cache + int64_t(key0) * kv_dim, kv_dim, key_stop - key0, hd, hd_pad);
-    load_tile(sv, lay.ld_qkv, v_cache + int64_t(key0) * kv_dim, kv_dim, key_stop - key0, hd, hd_pad);
+    load_kv_tiles(sk, sv, lay.ld_qkv, k_cache + int64_t(key0) * kv_dim, v_cache + int64_t(key0) * kv_dim, kv_dim,
+                  key_stop - key0, hd, hd_pad);
     __syncthreads();
 
     // S[16 rows of this warp][64 keys] = Q K^T
@@ -227,7 +252,7 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
 constexpr int kDecodeMaxRows = 8;
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeKeysPerStep = kDecodeWarps * 2;  // each half-warp takes one key row
-constexpr int kDecodeUnroll = 4;                        // key rows per half-warp loaded before use
+constexpr int kDecodeUnroll = 8;                        // key rows per half-warp loaded before use
 constexpr int kDecodeMaxSplits = 64;
 constexpr int kDecodeSliceGrain = kDecodeKeysPerStep * kDecodeUnroll;
 
@@ -355,30 +380,49 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_kernel(Params p) {
   }
 }
 
-// Merges the slices of one (kv head, query row): block per pair, thread per output element.
+// Merges the slices of one (kv head, query row): the first warp turns the slices' (max, sum) into
+// weights (loads in parallel, not one slice after another), then each thread sums one output dim
+// over the slices with independent, unrolled loads.
+constexpr int kMaxAnySplits = kDecodeMaxSplits > kMaxSplits ? kDecodeMaxSplits : kMaxSplits;
+
 template <typename T>
 __global__ void combine_kernel(Params p) {
   chain_start();
   const int row = blockIdx.x, kv_head = blockIdx.y;
   const int hd = p.head_dim;
-  float m_max = -FLT_MAX;
-  for (int s = 0; s < p.splits; ++s) {
-    const int64_t slot = (int64_t(s) * p.kv_heads + kv_head) * p.q_rows + row;
-    if (p.part_ml[slot * 2 + 1] > 0.0f) m_max = fmaxf(m_max, p.part_ml[slot * 2]);
+  const int64_t slot_stride = int64_t(p.kv_heads) * p.q_rows;
+  const int64_t slot0 = int64_t(kv_head) * p.q_rows + row;
+  __shared__ float weight[kMaxAnySplits];
+  __shared__ float inv_total;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    float m_max = -FLT_MAX;
+    for (int s = lane; s < p.splits; s += 32) {
+      const int64_t slot = slot0 + s * slot_stride;
+      if (p.part_ml[slot * 2 + 1] > 0.0f) m_max = fmaxf(m_max, p.part_ml[slot * 2]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m_max = fmaxf(m_max, __shfl_xor_sync(0xffffffffu, m_max, o));
+    float total = 0.0f;
+    for (int s = lane; s < p.splits; s += 32) {
+      const int64_t slot = slot0 + s * slot_stride;
+      const float l = p.part_ml[slot * 2 + 1];
+      const float w = l > 0.0f ? expf(p.part_ml[slot * 2] - m_max) : 0.0f;
+      weight[s] = w;
+      total += w * l;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+    if (lane == 0) inv_total = total > 0.0f ? 1.0f / total : 0.0f;
   }
+  __syncthreads();
   const int token = row / p.group, head = kv_head * p.group + row % p.group;
   T* out = static_cast<T*>(p.out) + int64_t(token) * p.kv_heads * p.group * hd + int64_t(head) * hd;
   for (int c = threadIdx.x; c < hd; c += blockDim.x) {
-    float total = 0.0f, acc = 0.0f;
-    for (int s = 0; s < p.splits; ++s) {
-      const int64_t slot = (int64_t(s) * p.kv_heads + kv_head) * p.q_rows + row;
-      const float l = p.part_ml[slot * 2 + 1];
-      if (l <= 0.0f) continue;
-      const float w = expf(p.part_ml[slot * 2] - m_max);
-      total += w * l;
-      acc += w * p.part_o[slot * hd + c];
-    }
-    out[c] = from_f32<T>(total > 0.0f ? acc / total : 0.0f);
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < p.splits; ++s) acc = fmaf(weight[s], p.part_o[(slot0 + s * slot_stride) * hd + c], acc);
+    out[c] = from_f32<T>(acc * inv_total);
   }
 }
 
