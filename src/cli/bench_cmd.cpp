@@ -150,7 +150,7 @@ Command add_bench(CLI::App& app) {
     if (!op_profile.empty()) {
       double total = 0.0;
       for (const auto& entry : op_profile) total += entry.second;
-      fmt::print("one decode step by op (un-captured, device timers): {:.3f} ms\n", total);
+      fmt::print("one decode step by op (device timers around each op): {:.3f} ms\n", total);
       for (const auto& [op, ms] : op_profile) fmt::print("  {:<12} {:>8.3f} ms {:>5.1f}%\n", op, ms, 100.0 * ms / total);
     }
     return 0;

@@ -60,8 +60,8 @@ class Runner {
   virtual double measure_copy_bandwidth() = 0;
   // Bytes a forward of one token must read from device memory (all weights).
   virtual size_t weight_bytes() const = 0;
-  // Device milliseconds per op family (embed, qkv, attention, ...) of one un-captured forward of
-  // this request, in first-seen order; empty where the backend has no timers.
+  // Device milliseconds per op family (embed, qkv, attention, ...) of one forward of this request
+  // (run for real: its K/V rows are written), in first-seen order; empty where there are no timers.
   virtual std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest&) { return {}; }
 };
 

@@ -140,6 +140,23 @@ TEST_P(DtypeTest, GemvMatchesCpu) {
   }
 }
 
+TEST_P(DtypeTest, GemvSwigluMatchesCpu) {
+  const DType act = GetParam();
+  for (const auto& [inter, cols] : {std::pair{1000, 4096}, std::pair{86, 172}}) {
+    for (int n = 1; n <= kGemvMaxTokens; ++n) {
+      std::vector<float> w = random_values(size_t(2 * inter) * cols, std::sqrt(3.0f / float(cols)));
+      std::vector<float> x = random_values(size_t(n) * cols);
+      DeviceBuffer w_d = upload(w, act), x_d = upload(x, act);
+      DeviceBuffer y = poisoned(size_t(n) * inter * 2);
+      gemv_swiglu(w_d.get(), x_d.get(), y.get(), act, n, inter, cols, kStream);
+      std::vector<float> gate_up(size_t(n) * 2 * inter), ref(size_t(n) * inter), scratch(size_t(cols) * 256);
+      cpu::linear(x.data(), n, host_weight(w, 2 * inter, cols), nullptr, gate_up.data(), 2 * inter, scratch.data());
+      cpu::swiglu(gate_up.data(), n, inter, ref.data());
+      EXPECT_LT(rel_l2(download(y.get(), ref.size(), act), ref), tolerance(act)) << "n=" << n << " inter=" << inter;
+    }
+  }
+}
+
 TEST_P(DtypeTest, GemmMatchesCpu) {
   cublasHandle_t handle = nullptr;
   ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);

@@ -66,6 +66,10 @@ constexpr int kGemvMaxTokens = 8;
 void gemv(const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n, int rows,
           int cols, cudaStream_t stream);
 
+// SwiGLU fused into the gate|up GEMV: w is [gate rows; up rows] ([2 inter, cols]); each block
+// computes gate and up rows i, i+1 together and writes ffn[t, i] = silu(gate) * up. inter even.
+void gemv_swiglu(const void* w, const void* x, void* ffn, DType act, int n, int inter, int cols, cudaStream_t stream);
+
 // ---- gemm.cu ----
 // The same product through cuBLAS (fp32 accumulation), for larger n; bias added by a small kernel.
 // handle is a cublasHandle_t already bound to `stream` with its workspace set.
