@@ -79,7 +79,8 @@ void expect_lossless(Runner& target, Drafter& drafter, const SamplingOptions& s,
   const Counts counts = draw(target, drafter, s, draws);
   const test::ChiSquare first = test::chi_square(counts.first, exact.first);
   const test::ChiSquare second = test::chi_square(counts.second, exact.second);
-  std::printf("[sampling] %-40s %d draws, tau %.3f | 1st token chi2 %.1f dof %d p %.3f | 2nd token chi2 %.1f dof %d p %.3f\n",
+  std::printf("[sampling] %-40s %d draws, tau %.3f | 1st token chi2 %.1f dof %d p %.3f | "
+              "2nd token chi2 %.1f dof %d p %.3f\n",
               label.c_str(), draws, counts.stats.mean_accepted_length(), first.statistic, first.dof, first.p_value,
               second.statistic, second.dof, second.p_value);
   // Fixed seeds make these deterministic; a lossy sampler fails them by a wide margin (see below).

@@ -96,7 +96,8 @@ inline Model rounded_to_bf16(Model m) {
   const bool tied = m.weights.lm_head.data == m.weights.embed.data;
   convert(m.weights.embed);
   for (LayerWeights& l : m.weights.layers)
-    for (Weight* w : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) convert(*w);
+    for (Weight* w : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down})
+      convert(*w);
   convert(m.weights.final_norm);
   if (tied)
     m.weights.lm_head = m.weights.embed;
