@@ -6,6 +6,7 @@
 #include "spec/cascade_drafter.h"
 #include "spec/draft_model_drafter.h"
 #include "spec/eagle_drafter.h"
+#include "spec/eagle_loader.h"
 
 namespace specq::cli {
 namespace {
@@ -27,20 +28,23 @@ EagleTreeOptions tree_options(const SpecFlags& flags, bool under_cascade) {
 
 std::unique_ptr<EagleHead> make_eagle_head(const std::string& spec, Model& base, const Runner& runner,
                                            const EagleTreeOptions& tree) {
-  SPECQ_CHECK(spec.rfind("random", 0) == 0,
-              "--eagle '{}': this build makes random heads only (random or random:SEED)", spec);
-  uint64_t seed = 0;
-  if (spec.size() > 6) {
-    SPECQ_CHECK(spec[6] == ':', "--eagle '{}': expected random or random:SEED", spec);
-    try {
-      seed = std::stoull(spec.substr(7));
-    } catch (const std::exception&) {
-      fail("--eagle '{}': SEED must be a non-negative integer", spec);
+  EagleWeights weights;
+  if (spec.rfind("random", 0) == 0) {
+    uint64_t seed = 0;
+    if (spec.size() > 6) {
+      SPECQ_CHECK(spec[6] == ':', "--eagle '{}': expected random, random:SEED or a checkpoint directory", spec);
+      try {
+        seed = std::stoull(spec.substr(7));
+      } catch (const std::exception&) {
+        fail("--eagle '{}': SEED must be a non-negative integer", spec);
+      }
     }
+    weights = random_eagle_weights(base.config, seed);
+  } else {
+    weights = load_eagle_weights(spec, base.config);
   }
   const int rows = runner.max_context() + tree.depth * tree.topk;
-  return std::make_unique<EagleHead>(base, random_eagle_weights(base.config, seed), rows,
-                                     runner.max_tokens_per_forward());
+  return std::make_unique<EagleHead>(base, std::move(weights), rows, runner.max_tokens_per_forward());
 }
 
 }  // namespace
@@ -49,7 +53,8 @@ void add_spec_flags(CLI::App& app, SpecFlags& flags) {
   app.add_option("--spec", flags.method, "Speculative decoding: none, eagle, draft or cascade")
       ->check(CLI::IsMember({"none", "eagle", "draft", "cascade"}))
       ->capture_default_str();
-  app.add_option("--eagle", flags.eagle, "EAGLE head: random or random:SEED")->capture_default_str();
+  app.add_option("--eagle", flags.eagle, "EAGLE head: a checkpoint directory (safetensors), random or random:SEED")
+      ->capture_default_str();
   app.add_option("--draft", flags.draft, "Draft model (draft), or middle model (cascade)");
   app.add_option("--tree-depth", flags.tree_depth, "EAGLE tree depth D (default 6; 3 under a cascade)");
   app.add_option("--tree-topk", flags.tree_topk, "EAGLE top-k per level (default 10)");

@@ -12,7 +12,7 @@ namespace specq::cli {
 
 struct SpecFlags {
   std::string method = "none";  // none | eagle | draft | cascade
-  std::string eagle = "random";  // random[:SEED] (a seeded random head)
+  std::string eagle = "random";  // checkpoint directory, or random[:SEED] (a seeded random head)
   std::string draft;             // draft / middle model (same vocabulary as the target)
   int tree_depth = 0, tree_topk = 0, tree_size = 0;  // 0 = the method's default
   int draft_length = 6;

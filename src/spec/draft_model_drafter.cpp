@@ -29,7 +29,7 @@ void DraftModelDrafter::draft(DraftTree& tree, int max_nodes, const DraftContext
   if (gamma < 1) return;
   const int first = int(cached_.size());
   ForwardResult out = forward_chain(model_, std::span<const int32_t>(seq_).subspan(size_t(first)), first, true,
-                                    positions_);
+                                    positions_, nullptr, context.sampling);
   cached_.insert(cached_.end(), seq_.begin() + first, seq_.end());
   for (int g = 1; g <= gamma; ++g) {
     int32_t token = out.argmax[0];
@@ -45,6 +45,7 @@ void DraftModelDrafter::draft(DraftTree& tree, int max_nodes, const DraftContext
     request.tokens = std::span<const int32_t>(&token, 1);
     request.positions = std::span<const int32_t>(&position, 1);
     request.cache_len = position;
+    request.logits_to_host = context.sampling;
     out = model_.forward(request);
     cached_.push_back(token);
   }

@@ -41,8 +41,10 @@ int32_t sample_from(std::span<const float> probs, std::mt19937_64& rng);
 
 // Runs tokens as a chain at positions first_pos, first_pos + 1, ... into the runner's cache (rows
 // from first_pos), in chunks of its forward size. Hidden states (when `hidden` is given) go to it
-// chunk by chunk; the result holds the last row's logits when last_logits.
+// chunk by chunk; the result holds the last row's argmax when last_logits (and its logits when
+// logits_to_host).
 ForwardResult forward_chain(Runner& runner, std::span<const int32_t> tokens, int first_pos, bool last_logits,
-                            std::vector<int32_t>& positions, Drafter* hidden = nullptr);
+                            std::vector<int32_t>& positions, Drafter* hidden = nullptr,
+                            bool logits_to_host = true);
 
 }  // namespace specq

@@ -69,7 +69,7 @@ Speculator::Speculator(Runner& verifier, Drafter& drafter, const SamplingOptions
 }
 
 ForwardResult forward_chain(Runner& runner, std::span<const int32_t> tokens, int first_pos, bool last_logits,
-                            std::vector<int32_t>& positions, Drafter* hidden) {
+                            std::vector<int32_t>& positions, Drafter* hidden, bool logits_to_host) {
   const int n = int(tokens.size()), chunk = runner.max_tokens_per_forward();
   positions.resize(size_t(std::max(chunk, int(positions.size()))));
   ForwardResult out;
@@ -82,9 +82,14 @@ ForwardResult forward_chain(Runner& runner, std::span<const int32_t> tokens, int
     request.cache_len = first_pos + start;
     const bool last = start + len == n;
     request.logits_rows = last && last_logits ? ForwardRequest::Rows::Last : ForwardRequest::Rows::None;
+    request.logits_to_host = logits_to_host;
     request.hidden_rows = hidden != nullptr ? ForwardRequest::Rows::All : ForwardRequest::Rows::None;
     out = runner.forward(request);
-    if (hidden != nullptr) hidden->hidden(first_pos + start, out.hidden);
+    if (hidden != nullptr) {
+      SPECQ_CHECK(out.hidden.size() == size_t(len) * size_t(runner.config().hidden_size),
+                  "this runner returns no hidden states, which the drafter needs");
+      hidden->hidden(first_pos + start, out.hidden);
+    }
   }
   return out;
 }
@@ -96,7 +101,8 @@ int32_t Speculator::start(std::span<const int32_t> prompt) {
               verifier_.max_context());
   seq_.assign(prompt.begin(), prompt.end());
   const ForwardResult out =
-      forward_chain(verifier_, seq_, 0, true, positions_, drafter_.wants_hidden() ? &drafter_ : nullptr);
+      forward_chain(verifier_, seq_, 0, true, positions_, drafter_.wants_hidden() ? &drafter_ : nullptr,
+                    context_.sampling);
   int32_t root = out.argmax[0];
   if (context_.sampling) {
     sampler_.distribution(out.logits, p_);
@@ -142,8 +148,11 @@ std::span<const int32_t> Speculator::step() {
   request.cache_len = root_pos;
   request.tree_mask = tree_.mask();
   request.logits_rows = ForwardRequest::Rows::All;
+  request.logits_to_host = context_.sampling;  // greedy verification needs the argmax only
   request.hidden_rows = drafter_.wants_hidden() ? ForwardRequest::Rows::All : ForwardRequest::Rows::None;
   const ForwardResult out = verifier_.forward(request);
+  SPECQ_CHECK(!drafter_.wants_hidden() || out.hidden.size() == size_t(tree_.size()) * size_t(hidden_size_),
+              "this verifier returns no hidden states, which the drafter needs");
   stats_.verify_seconds += lap(clock);
 
   // Longest accepted path, then keep its K/V rows and drop the rest of the tree.
