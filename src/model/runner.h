@@ -31,11 +31,13 @@ struct ForwardRequest {
   enum class Rows { None, Last, All };
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
   bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
+  Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
 };
 
 struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
+  std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
 };
 
 struct RunnerOptions {
