@@ -173,29 +173,29 @@ void validate_weights(const Model& model) {
   c.validate();
   const ModelWeights& w = model.weights;
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
-  expect("embed_tokens", w.embed, {c.vocab_size, h});
+  expect("model.embed_tokens.weight", w.embed, {c.vocab_size, h});
   SPECQ_CHECK(int(w.layers.size()) == c.num_layers, "model has {} layers, config says {}", w.layers.size(),
               c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     const LayerWeights& l = w.layers[size_t(i)];
-    const std::string p = fmt::format("layers.{}.", i);
-    expect(p + "input_layernorm", l.attn_norm, {h});
-    expect(p + "q_proj", l.wq, {q, h});
-    expect(p + "k_proj", l.wk, {kv, h});
-    expect(p + "v_proj", l.wv, {kv, h});
-    expect(p + "o_proj", l.wo, {h, q});
+    const std::string p = fmt::format("model.layers.{}.", i);
+    expect(p + "input_layernorm.weight", l.attn_norm, {h});
+    expect(p + "self_attn.q_proj.weight", l.wq, {q, h});
+    expect(p + "self_attn.k_proj.weight", l.wk, {kv, h});
+    expect(p + "self_attn.v_proj.weight", l.wv, {kv, h});
+    expect(p + "self_attn.o_proj.weight", l.wo, {h, q});
     if (c.attention_bias) {
-      expect(p + "q_proj.bias", l.bq, {q});
-      expect(p + "k_proj.bias", l.bk, {kv});
-      expect(p + "v_proj.bias", l.bv, {kv});
+      expect(p + "self_attn.q_proj.bias", l.bq, {q});
+      expect(p + "self_attn.k_proj.bias", l.bk, {kv});
+      expect(p + "self_attn.v_proj.bias", l.bv, {kv});
     }
-    expect(p + "post_attention_layernorm", l.ffn_norm, {h});
-    expect(p + "gate_proj", l.w_gate, {inter, h});
-    expect(p + "up_proj", l.w_up, {inter, h});
-    expect(p + "down_proj", l.w_down, {h, inter});
+    expect(p + "post_attention_layernorm.weight", l.ffn_norm, {h});
+    expect(p + "mlp.gate_proj.weight", l.w_gate, {inter, h});
+    expect(p + "mlp.up_proj.weight", l.w_up, {inter, h});
+    expect(p + "mlp.down_proj.weight", l.w_down, {h, inter});
   }
-  expect("norm", w.final_norm, {h});
-  expect("lm_head", w.lm_head, {c.vocab_size, h});
+  expect("model.norm.weight", w.final_norm, {h});
+  expect("lm_head.weight", w.lm_head, {c.vocab_size, h});
 }
 
 }  // namespace specq

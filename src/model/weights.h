@@ -110,7 +110,8 @@ struct Model {
   int64_t parameter_count() const;
 };
 
-// Checks every weight's presence, shape and dtype against the config; throws Error naming the tensor.
+// Checks every weight's presence, shape and dtype against the config; throws Error naming the tensor
+// by its Hugging Face name (model.layers.0.self_attn.q_proj.weight), whatever format it came from.
 void validate_weights(const Model& model);
 
 // Checks a quantized matrix of logical shape [n, k]: its format's parameters and the shapes and
