@@ -1,27 +1,14 @@
 #include "io/gptq_checkpoint.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace specq {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  SPECQ_CHECK(in.good(), "cannot read '{}'", path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail("'{}' is not valid JSON: {}", path.string(), e.what());
-  }
-}
 
 template <typename T>
 T field(const nlohmann::json& config, const char* key, T fallback, const std::string& source) {
@@ -69,12 +56,12 @@ std::optional<GptqConfig> read_gptq_config(const std::string& dir) {
   std::error_code ec;
   const fs::path config_path = fs::path(dir) / "config.json";
   if (fs::is_regular_file(config_path, ec)) {
-    const nlohmann::json config = read_json(config_path);
+    const nlohmann::json config = read_json_file(config_path.string());
     if (config.contains("quantization_config"))
       return parse_gptq_config(config["quantization_config"], config_path.string() + " quantization_config");
   }
   const fs::path separate = fs::path(dir) / "quantize_config.json";
-  if (fs::is_regular_file(separate, ec)) return parse_gptq_config(read_json(separate), separate.string());
+  if (fs::is_regular_file(separate, ec)) return parse_gptq_config(read_json_file(separate.string()), separate.string());
   return std::nullopt;
 }
 
