@@ -37,7 +37,7 @@ Command add_generate(CLI::App& app) {
     const std::vector<int32_t> prompt = prompt_ids->has_value()
                                             ? session.ids_prompt(**prompt_ids)
                                             : session.text_prompt(**prompt_text);
-    gen->stop_ids = session.model.config.eos_token_ids;
+    gen->stop_ids = session.stop_ids();
     auto runner = session.make_runner();
 
     TextStreamer streamer = session.streamer();

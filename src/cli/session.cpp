@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "io/loader.h"
@@ -23,7 +25,13 @@ void add_chat_flags(CLI::App& app, SessionFlags& flags) {
   app.add_option("--chat-template", flags.chat_template, "Chat template override: llama3, llama2 or chatml");
 }
 
-std::string TextStreamer::push(int32_t id) { return fmt::format("{} ", id); }
+TextStreamer::TextStreamer(const Tokenizer* tokenizer) {
+  if (tokenizer != nullptr) decoder_.emplace(*tokenizer);
+}
+
+std::string TextStreamer::push(int32_t id) { return decoder_ ? decoder_->next(id) : fmt::format("{} ", id); }
+
+std::string TextStreamer::finish() { return decoder_ ? decoder_->flush() : std::string(); }
 
 Session open_session(const SessionFlags& flags) {
   SPECQ_CHECK(flags.max_context >= 0, "--max-context must be >= 0 (got {})", flags.max_context);
@@ -33,6 +41,13 @@ Session open_session(const SessionFlags& flags) {
   Session s;
   s.flags = flags;
   s.model = load_model(flags.model);
+  const std::string tokenizer_path = flags.tokenizer.empty() ? s.model.tokenizer_path : flags.tokenizer;
+  if (!tokenizer_path.empty()) {
+    s.tokenizer = Tokenizer::load(tokenizer_path);
+    SPECQ_CHECK(s.tokenizer->vocab_size() <= s.model.config.vocab_size,
+                "tokenizer '{}' has {} tokens but the model's vocabulary has {}", tokenizer_path,
+                s.tokenizer->vocab_size(), s.model.config.vocab_size);
+  }
   return s;
 }
 
@@ -56,10 +71,23 @@ std::vector<int32_t> Session::ids_prompt(const std::string& ids) const {
   return prompt;
 }
 
-std::vector<int32_t> Session::text_prompt(const std::string&) const {
-  fail("model '{}' has no tokenizer this build can read; pass --prompt-ids", model.source);
+std::vector<int32_t> Session::text_prompt(const std::string& text) const {
+  SPECQ_CHECK(tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer DIR or use --prompt-ids",
+              model.source);
+  SPECQ_CHECK(!flags.chat, "--chat needs a chat template renderer, which this build does not have yet");
+  return tokenizer->encode(text, /*add_special=*/true);
 }
 
-std::string Session::decode(const std::vector<int32_t>&) const { return {}; }
+std::string Session::decode(const std::vector<int32_t>& ids) const {
+  return tokenizer != nullptr ? tokenizer->decode(ids) : std::string();
+}
+
+std::vector<int> Session::stop_ids() const {
+  std::vector<int> ids = model.config.eos_token_ids;
+  if (tokenizer != nullptr)
+    for (int32_t id : tokenizer->eos_ids())
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
 
 }  // namespace specq::cli

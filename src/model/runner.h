@@ -6,6 +6,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/config.h"
 #include "model/weights.h"
@@ -29,6 +31,7 @@ struct ForwardRequest {
   std::span<const uint64_t> tree_mask;  // empty, or n * mask_words(n) words
   enum class Rows { None, Last, All };
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
+  bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
 };
 
 struct ForwardResult {
@@ -72,6 +75,9 @@ class Runner {
   virtual double measure_copy_bandwidth() = 0;
   // Bytes a forward of one token must read from device memory (all weights).
   virtual size_t weight_bytes() const = 0;
+  // Device milliseconds per op family (embed, qkv, attention, ...) of one un-captured forward of
+  // this request, in first-seen order; empty where the backend has no timers.
+  virtual std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest&) { return {}; }
 };
 
 // Checks a request against the runner's limits; throws Error with a clear message.
