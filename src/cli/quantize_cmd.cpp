@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -10,6 +11,7 @@
 #include "io/hf_writer.h"
 #include "io/loader.h"
 #include "quant/quantize_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace specq::cli {
 namespace {
@@ -23,6 +25,7 @@ struct QuantizeFlags {
   bool act_order = false;
   bool static_groups = false;
   double damp = 0.01;
+  std::string calib_file, eval_file, text_field = "text", tokenizer;
   std::vector<std::string> calib_ids;
   int calib_tokens = 8192;
   std::vector<std::string> eval_ids;
@@ -38,6 +41,32 @@ void draw_progress(int done, int total, const std::string& what) {
              kWidth - filled, done, total, what, tty ? "" : "\n");
   if (tty && done == total && what == "done") fmt::print(stderr, "\n");
   std::fflush(stderr);
+}
+
+// Token sequences of a .jsonl file's `field` strings (one per line; blank lines skipped), each
+// with the tokenizer's special tokens (BOS) and cut to `max_len` tokens.
+std::vector<std::vector<int32_t>> read_jsonl_sequences(const std::string& path, const std::string& field,
+                                                       const Tokenizer& tokenizer, int max_len) {
+  std::ifstream in(path);
+  SPECQ_CHECK(in.good(), "cannot read '{}'", path);
+  std::vector<std::vector<int32_t>> out;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}:{}: not a JSON line: {}", path, number, e.what());
+    }
+    SPECQ_CHECK(j.is_object() && j.contains(field) && j[field].is_string(),
+                "{}:{}: expected an object with a string field \"{}\"", path, number, field);
+    std::vector<int32_t> ids = tokenizer.encode(j[field].get<std::string>(), /*add_special=*/true);
+    if (int(ids.size()) > max_len) ids.resize(size_t(max_len));
+    if (ids.size() >= 2) out.push_back(std::move(ids));
+  }
+  SPECQ_CHECK(!out.empty(), "'{}' has no line with text in \"{}\"", path, field);
+  return out;
 }
 
 double perplexity_of(Model& model, const std::vector<std::vector<int32_t>>& sequences, int threads) {
@@ -71,6 +100,11 @@ Command add_quantize(CLI::App& app) {
   sub->add_flag("--static-groups", f->static_groups, "With --act-order: groups stay runs of original columns");
   sub->add_option("--damp", f->damp, "GPTQ dampening, a fraction of the mean Hessian diagonal")
       ->capture_default_str();
+  sub->add_option("--calib", f->calib_file, "Calibration text: a .jsonl file, one {\"text\": ...} per line");
+  sub->add_option("--text-field", f->text_field, "The field of --calib / --eval lines holding the text")
+      ->capture_default_str();
+  sub->add_option("--tokenizer", f->tokenizer, "Tokenizer for --calib / --eval (default: next to the model)");
+  sub->add_option("--eval", f->eval_file, "Held-out text (.jsonl like --calib) whose perplexity is reported");
   sub->add_option("--calib-ids", f->calib_ids,
                   "Calibration sequence as comma-separated token ids; repeat for more sequences");
   sub->add_option("--calib-tokens", f->calib_tokens, "Calibration tokens to use at most")->capture_default_str();
@@ -91,27 +125,44 @@ Command add_quantize(CLI::App& app) {
     options.validate();
     SPECQ_CHECK(f->calib_tokens > 0, "--calib-tokens must be positive (got {})", f->calib_tokens);
     SPECQ_CHECK(f->threads >= 0, "--threads must be >= 0 (got {})", f->threads);
-    SPECQ_CHECK(options.method == quant::Method::Rtn || !f->calib_ids.empty(),
-                "--method gptq needs calibration tokens: pass --calib-ids (repeat it for several sequences)");
+    SPECQ_CHECK(options.method == quant::Method::Rtn || !f->calib_ids.empty() || !f->calib_file.empty(),
+                "--method gptq needs calibration tokens: pass --calib FILE.jsonl or --calib-ids (repeatable)");
+    SPECQ_CHECK(f->calib_ids.empty() || f->calib_file.empty(), "give --calib or --calib-ids, not both");
+
+    Model model = load_model(f->model);
+    const int context = std::min(model.config.max_position_embeddings, 4096);  // the CPU runner's default
+    std::unique_ptr<Tokenizer> tokenizer;
+    const std::string tokenizer_path = f->tokenizer.empty() ? model.tokenizer_path : f->tokenizer;
+    if (!f->calib_file.empty() || !f->eval_file.empty()) {
+      SPECQ_CHECK(!tokenizer_path.empty(), "'{}' has no tokenizer for --calib / --eval text; pass --tokenizer",
+                  f->model);
+      tokenizer = Tokenizer::load(tokenizer_path);
+      SPECQ_CHECK(tokenizer->vocab_size() <= model.config.vocab_size,
+                  "tokenizer '{}' has {} tokens but the model's vocabulary has {}", tokenizer_path,
+                  tokenizer->vocab_size(), model.config.vocab_size);
+    }
 
     // Calibration: the sequences in order, the last one cut so that the total fits --calib-tokens.
+    std::vector<std::vector<int32_t>> candidates;
+    if (!f->calib_file.empty()) candidates = read_jsonl_sequences(f->calib_file, f->text_field, *tokenizer, context);
+    for (const std::string& text : f->calib_ids) {
+      candidates.push_back(parse_id_list(text, "--calib-ids"));
+      SPECQ_CHECK(!candidates.back().empty(), "--calib-ids: a calibration sequence is empty");
+    }
     std::vector<std::vector<int32_t>> calibration;
     int64_t budget = f->calib_tokens;
-    for (const std::string& text : f->calib_ids) {
-      std::vector<int32_t> ids = parse_id_list(text, "--calib-ids");
-      SPECQ_CHECK(!ids.empty(), "--calib-ids: a calibration sequence is empty");
+    for (std::vector<int32_t>& ids : candidates) {
       if (budget <= 0) break;
       if (int64_t(ids.size()) > budget) ids.resize(size_t(budget));
       budget -= int64_t(ids.size());
       calibration.push_back(std::move(ids));
     }
     std::vector<std::vector<int32_t>> held_out;
+    if (!f->eval_file.empty()) held_out = read_jsonl_sequences(f->eval_file, f->text_field, *tokenizer, context);
     for (const std::string& text : f->eval_ids) {
       held_out.push_back(parse_id_list(text, "--eval-ids"));
       SPECQ_CHECK(held_out.back().size() >= 2, "--eval-ids: a held-out sequence needs at least 2 tokens");
     }
-
-    Model model = load_model(f->model);
     nlohmann::json report = {{"method", f->method}, {"group_size", f->group_size}, {"sym", f->sym},
                              {"act_order", f->act_order}};
     if (!held_out.empty()) report["perplexity_input"] = perplexity_of(model, held_out, f->threads);
@@ -123,22 +174,8 @@ Command add_quantize(CLI::App& app) {
     for (const auto& [name, why] : summary.kept_dense)
       fmt::print(stderr, "kept dense: {}: {}\n", name, why);
 
-    HfWriteOptions write;
-    GptqConfig config;
-    config.bits = options.bits;
-    config.group_size = options.group_size;
-    config.sym = options.sym;
-    config.desc_act = options.act_order;
-    config.static_groups = options.static_groups;
-    config.v2 = false;
-    write.quantization = config;
-    // Which block linears stayed dense (the same in every layer for a uniform model).
-    for (const auto& [name, why] : summary.kept_dense) {
-      const std::string in_block = name.substr(name.find('.', std::string("model.layers.").size()) + 1);
-      if (std::find(write.dense_in_block.begin(), write.dense_in_block.end(), in_block) == write.dense_in_block.end())
-        write.dense_in_block.push_back(in_block);
-    }
-    write.tokenizer_from = model.tokenizer_path;
+    HfWriteOptions write = quant::checkpoint_write_options(options, summary);
+    write.tokenizer_from = tokenizer_path;
     write_hf_model(model, f->out, write);
 
     report["quantized_linears"] = summary.quantized.size();

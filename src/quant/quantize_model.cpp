@@ -129,6 +129,25 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
   return summary;
 }
 
+HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary) {
+  HfWriteOptions write;
+  GptqConfig config;
+  config.bits = options.bits;
+  config.group_size = options.group_size;
+  config.sym = options.sym;
+  config.desc_act = options.act_order;
+  config.static_groups = options.static_groups;
+  config.v2 = false;
+  write.quantization = config;
+  const std::string layers = "model.layers.";
+  for (const auto& [name, why] : summary.kept_dense) {
+    const std::string in_block = name.substr(name.find('.', layers.size()) + 1);  // "mlp.down_proj"
+    if (std::find(write.dense_in_block.begin(), write.dense_in_block.end(), in_block) == write.dense_in_block.end())
+      write.dense_in_block.push_back(in_block);
+  }
+  return write;
+}
+
 double perplexity(Runner& runner, std::span<const int32_t> ids) {
   SPECQ_CHECK(ids.size() >= 2, "perplexity needs at least 2 tokens (got {})", ids.size());
   SPECQ_CHECK(int(ids.size()) <= runner.max_context(), "{} tokens do not fit the context of {}", ids.size(),

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "io/hf_writer.h"
 #include "model/runner.h"
 #include "model/weights.h"
 #include "quant/gptq.h"
@@ -38,6 +39,10 @@ using ProgressFn = std::function<void(int done, int total, const std::string& wh
 QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
                                const std::vector<std::vector<int32_t>>& calibration, int threads,
                                const ProgressFn& progress);
+
+// How write_hf_model describes a model quantized with `options`: its quantization_config (v1
+// "gptq" format) and the block linears that stayed dense.
+HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary);
 
 // exp(mean negative log-likelihood) of ids[1..] given the preceding ids, one context from
 // position 0; ids must fit the runner's context.
