@@ -58,7 +58,7 @@ TEST_P(DtypeTest, EmbedGathersRows) {
 
 TEST_P(DtypeTest, AddRmsnormMatchesCpu) {
   const DType act = GetParam();
-  for (const int dim : {4096, 288, 64}) {
+  for (const int dim : {4096, 8192, 288, 64, 100}) {  // 100: the strided path
     const int n = 5;
     std::vector<float> x = random_values(size_t(n) * dim, 3.0f);
     std::vector<float> delta = random_values(size_t(n) * dim);
