@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "io/loader.h"
+#include "tokenizer/chat_template.h"
 
 namespace specq::cli {
 
@@ -23,7 +26,13 @@ void add_chat_flags(CLI::App& app, SessionFlags& flags) {
   app.add_option("--chat-template", flags.chat_template, "Chat template override: llama3, llama2 or chatml");
 }
 
-std::string TextStreamer::push(int32_t id) { return fmt::format("{} ", id); }
+TextStreamer::TextStreamer(const Tokenizer* tokenizer) {
+  if (tokenizer != nullptr) decoder_.emplace(*tokenizer);
+}
+
+std::string TextStreamer::push(int32_t id) { return decoder_ ? decoder_->next(id) : fmt::format("{} ", id); }
+
+std::string TextStreamer::finish() { return decoder_ ? decoder_->flush() : std::string(); }
 
 Session open_session(const SessionFlags& flags) {
   SPECQ_CHECK(flags.max_context >= 0, "--max-context must be >= 0 (got {})", flags.max_context);
@@ -33,6 +42,13 @@ Session open_session(const SessionFlags& flags) {
   Session s;
   s.flags = flags;
   s.model = load_model(flags.model);
+  const std::string tokenizer_path = flags.tokenizer.empty() ? s.model.tokenizer_path : flags.tokenizer;
+  if (!tokenizer_path.empty()) {
+    s.tokenizer = Tokenizer::load(tokenizer_path);
+    SPECQ_CHECK(s.tokenizer->vocab_size() <= s.model.config.vocab_size,
+                "tokenizer '{}' has {} tokens but the model's vocabulary has {}", tokenizer_path,
+                s.tokenizer->vocab_size(), s.model.config.vocab_size);
+  }
   return s;
 }
 
@@ -56,10 +72,34 @@ std::vector<int32_t> Session::ids_prompt(const std::string& ids) const {
   return prompt;
 }
 
-std::vector<int32_t> Session::text_prompt(const std::string&) const {
-  fail("model '{}' has no tokenizer this build can read; pass --prompt-ids", model.source);
+std::vector<int32_t> Session::text_prompt(const std::string& text) const {
+  SPECQ_CHECK(tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer DIR or use --prompt-ids",
+              model.source);
+  if (!flags.chat) {
+    SPECQ_CHECK(flags.system.empty(), "--system needs --chat");
+    return tokenizer->encode(text, /*add_special=*/true);
+  }
+  const ChatTemplateKind kind = resolve_chat_template(
+      *tokenizer, flags.chat_template.empty() ? std::nullopt : std::optional<std::string>(flags.chat_template));
+  std::vector<ChatMessage> messages;
+  if (!flags.system.empty()) messages.push_back({"system", flags.system});
+  messages.push_back({"user", text});
+  // The rendered text carries its own special tokens (as apply_chat_template(tokenize=True) encodes it).
+  const std::string rendered =
+      render_chat(kind, messages, /*add_generation_prompt=*/true, tokenizer->bos_token(), tokenizer->eos_token());
+  return tokenizer->encode(rendered, /*add_special=*/false);
 }
 
-std::string Session::decode(const std::vector<int32_t>&) const { return {}; }
+std::string Session::decode(const std::vector<int32_t>& ids) const {
+  return tokenizer != nullptr ? tokenizer->decode(ids) : std::string();
+}
+
+std::vector<int> Session::stop_ids() const {
+  std::vector<int> ids = model.config.eos_token_ids;
+  if (tokenizer != nullptr)
+    for (int32_t id : tokenizer->eos_ids())
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
 
 }  // namespace specq::cli

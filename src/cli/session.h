@@ -9,6 +9,7 @@
 
 #include "model/runner.h"
 #include "model/weights.h"
+#include "tokenizer/tokenizer.h"
 
 namespace specq::cli {
 
@@ -27,22 +28,28 @@ struct SessionFlags {
 void add_session_flags(CLI::App& app, SessionFlags& flags);
 void add_chat_flags(CLI::App& app, SessionFlags& flags);
 
-// Turns ids into text as they arrive; without a tokenizer it prints the ids.
+// Turns ids into text as they arrive (whole UTF-8 characters only); without a tokenizer, the ids.
 class TextStreamer {
  public:
-  virtual ~TextStreamer() = default;
-  virtual std::string push(int32_t id);
-  virtual std::string finish() { return {}; }
+  explicit TextStreamer(const Tokenizer* tokenizer);
+  std::string push(int32_t id);
+  std::string finish();
+
+ private:
+  std::optional<StreamDecoder> decoder_;
 };
 
 struct Session {
   SessionFlags flags;
   Model model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none we can read
+
   std::unique_ptr<Runner> make_runner();
   std::vector<int32_t> ids_prompt(const std::string& ids) const;  // "" = BOS alone
   std::vector<int32_t> text_prompt(const std::string& text) const;
-  std::string decode(const std::vector<int32_t>& ids) const;
-  TextStreamer streamer() const { return TextStreamer{}; }
+  std::string decode(const std::vector<int32_t>& ids) const;     // "" without a tokenizer
+  std::vector<int> stop_ids() const;  // the model's EOS ids and the tokenizer's end-of-turn ids
+  TextStreamer streamer() const { return TextStreamer(tokenizer.get()); }
 };
 
 Session open_session(const SessionFlags& flags);

@@ -61,6 +61,7 @@ GenerateResult generate(Runner& runner, std::span<const int32_t> prompt, const G
     request.tokens = std::span<const int32_t>(&token, 1);
     request.positions = std::span<const int32_t>(&position, 1);
     request.cache_len = cache_len;
+    request.logits_to_host = !sampler.greedy();  // greedy needs only the device argmax
     out = runner.forward(request);
     ++cache_len;
   }
