@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       specq::cli::add_generate(app),
       specq::cli::add_info(app),
       specq::cli::add_bench(app),
+      specq::cli::add_serve(app),
   };
   try {
     app.parse(argc, argv);
