@@ -120,6 +120,7 @@ async function send(text) {
         if (choice.delta && choice.delta.content) {
           content += choice.delta.content;
           answer.textContent = content;
+          answer.dataset.chunks = Number(answer.dataset.chunks || 0) + 1;
         }
       }
       if (chunk.timings) {

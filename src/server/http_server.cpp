@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <deque>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -52,6 +54,78 @@ CompletionOutcome outcome_of(const JobSummary& summary, std::string text) {
   return o;
 }
 
+// httplib's connection threads: started on demand up to a cap, and the most recently idle thread takes
+// the next connection. A steady load keeps reusing a few warm threads (their stacks, their malloc
+// arenas) instead of spreading over all of them, which keeps memory flat between bursts.
+class ConnectionPool : public httplib::TaskQueue {
+ public:
+  explicit ConnectionPool(size_t max_threads) : max_threads_(max_threads) {}
+  ~ConnectionPool() override { shutdown(); }
+
+  void enqueue(std::function<void()> task) override {
+    std::lock_guard lock(mutex_);
+    if (!idle_.empty()) {
+      Worker* worker = idle_.back();
+      idle_.pop_back();
+      worker->task = std::move(task);
+      worker->wake.notify_one();
+    } else if (workers_.size() < max_threads_) {
+      workers_.push_back(std::make_unique<Worker>());
+      Worker* worker = workers_.back().get();
+      worker->task = std::move(task);
+      worker->thread = std::thread([this, worker] { work(*worker); });
+    } else {
+      waiting_.push_back(std::move(task));  // every thread busy: the next one to finish takes it
+    }
+  }
+
+  // Runs what is still waiting, then joins every thread. httplib calls it once the listener has closed.
+  void shutdown() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      for (Worker* worker : idle_) worker->wake.notify_one();
+    }
+    for (auto& worker : workers_)
+      if (worker->thread.joinable()) worker->thread.join();
+  }
+
+ private:
+  struct Worker {
+    std::thread thread;
+    std::condition_variable wake;
+    std::function<void()> task;
+  };
+
+  void work(Worker& self) {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (!self.task && !waiting_.empty()) {
+        self.task = std::move(waiting_.front());
+        waiting_.pop_front();
+      }
+      if (!self.task) {
+        if (stopping_) return;
+        idle_.push_back(&self);
+        self.wake.wait(lock, [&] { return self.task || stopping_; });
+        if (!self.task) return;  // stopping; idle_ is not used any more
+      }
+      std::function<void()> task = std::move(self.task);
+      self.task = nullptr;
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  const size_t max_threads_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<Worker*> idle_;  // most recently idle last
+  std::deque<std::function<void()>> waiting_;
+  bool stopping_ = false;
+};
+
 // One generation response being written.
 struct Reply {
   std::shared_ptr<Job> job;
@@ -83,7 +157,7 @@ struct HttpServer::Impl {
 
   void setup() {
     const size_t threads = options.max_queue + 1 + options.spare_threads;
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.new_task_queue = [threads] { return new ConnectionPool(threads); };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_keep_alive_max_count(1000);
     http.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics.count_response(res.status); });
