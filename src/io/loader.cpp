@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/hf_model.h"
 #include "io/llama2c.h"
 #include "io/synthetic.h"
 
@@ -36,10 +37,18 @@ Model load_model(const std::string& path) {
   const fs::path p(path);
   SPECQ_CHECK(fs::exists(p, ec), "model path '{}' does not exist", path);
   if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "config.json", ec)) return load_hf_directory(path);
+    SPECQ_CHECK(!fs::exists(p / "model.safetensors", ec) && !fs::exists(p / "model.safetensors.index.json", ec),
+                "'{}' holds safetensors weights but no config.json", path);
     return load_llama2c_directory(p);
   }
-  SPECQ_CHECK(p.extension() == ".bin", "'{}' is not a model: expected a directory, a llama2.c .bin or synthetic:NAME",
-              path);
+  // A file of a Hugging Face directory stands for the directory.
+  if (p.filename() == "config.json" || p.extension() == ".safetensors") {
+    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    return load_hf_directory(dir.string());
+  }
+  SPECQ_CHECK(p.extension() == ".bin",
+              "'{}' is not a model: expected a Hugging Face directory, a llama2.c .bin or synthetic:NAME", path);
   Model m = load_llama2c(path);
   for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
     if (fs::exists(p.parent_path() / name, ec)) {

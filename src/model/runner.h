@@ -2,9 +2,12 @@
 // Everything above (generation, speculation) talks to this interface only.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/config.h"
 #include "model/weights.h"
@@ -28,11 +31,26 @@ struct ForwardRequest {
   std::span<const uint64_t> tree_mask;  // empty, or n * mask_words(n) words
   enum class Rows { None, Last, All };
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
+  bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
+  Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
 };
 
 struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
+  std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
+};
+
+// The linear layers of a transformer block (q|k|v and gate|up share their input).
+enum class LinearSlot { Qkv, O, GateUp, Down };
+
+// The input rows of one linear layer during a forward (calibration for quantization).
+struct LinearInput {
+  int layer = 0;
+  LinearSlot slot = LinearSlot::Qkv;
+  const float* rows = nullptr;  // n rows of dim fp32 values
+  int n = 0;
+  int64_t dim = 0;
 };
 
 struct RunnerOptions {
@@ -40,6 +58,8 @@ struct RunnerOptions {
   int max_tokens_per_forward = 0; // largest n; 0 = 512 (prefill is chunked to this)
   int threads = 0;                // CPU threads; 0 = all cores
   DType activation_dtype = DType::F16;  // CUDA only: F16 or BF16
+  // CPU only: sees the input of every block linear before it runs (the quantizer's Hessians).
+  std::function<void(const LinearInput&)> observe_linear_input;
 };
 
 class Runner {
@@ -53,6 +73,13 @@ class Runner {
   // Keeps the accepted rows of a speculative step: row src_rows[i] moves to dst_start + i
   // (src_rows ascending, src_rows[i] >= dst_start + i), in every layer.
   virtual void compact_kv(std::span<const int32_t> src_rows, int dst_start) = 0;
+  // Bytes per second of a large copy on this device (bytes read + bytes written): the floor's unit.
+  virtual double measure_copy_bandwidth() = 0;
+  // Bytes a forward of one token must read from device memory (all weights).
+  virtual size_t weight_bytes() const = 0;
+  // Device milliseconds per op family (embed, qkv, attention, ...) of one forward of this request
+  // (run for real: its K/V rows are written), in first-seen order; empty where there are no timers.
+  virtual std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest&) { return {}; }
 };
 
 // Checks a request against the runner's limits; throws Error with a clear message.

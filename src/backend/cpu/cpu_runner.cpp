@@ -2,10 +2,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/ops.h"
 #include "core/error.h"
+#include "core/timer.h"
 #include "io/synthetic.h"
 #include "model/llama_forward.h"
 #include "model/runner.h"
@@ -21,6 +23,8 @@ struct CpuAct {
 
 // A linear layer as one or more weights whose outputs sit side by side (q|k|v, gate|up).
 struct CpuLinear {
+  int layer = -1;  // -1: the LM head
+  LinearSlot slot = LinearSlot::Qkv;
   std::vector<const Weight*> parts;
   std::vector<float> bias;  // concatenated, empty if none
 };
@@ -33,6 +37,7 @@ class CpuRunner final : public Runner {
     const ModelConfig& c = config_;
     if (options.threads > 0) omp_set_num_threads(options.threads);
     threads_ = omp_get_max_threads();
+    observe_ = options.observe_linear_input;
     max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
     max_tokens_ = options.max_tokens_per_forward > 0 ? options.max_tokens_per_forward : 512;
     max_tokens_ = std::min(max_tokens_, max_context_);
@@ -49,16 +54,16 @@ class CpuRunner final : public Runner {
       Layer& layer = layers_[size_t(l)];
       layer.attn_norm = to_vec(lw.attn_norm);
       layer.ffn_norm = to_vec(lw.ffn_norm);
-      layer.qkv.parts = {&lw.wq, &lw.wk, &lw.wv};
+      layer.qkv = {l, LinearSlot::Qkv, {&lw.wq, &lw.wk, &lw.wv}, {}};
       if (c.attention_bias) {
         for (const Weight* b : {&lw.bq, &lw.bk, &lw.bv}) {
           const std::vector<float> v = to_vec(*b);
           layer.qkv.bias.insert(layer.qkv.bias.end(), v.begin(), v.end());
         }
       }
-      layer.wo.parts = {&lw.wo};
-      layer.gate_up.parts = {&lw.w_gate, &lw.w_up};
-      layer.down.parts = {&lw.w_down};
+      layer.wo = {l, LinearSlot::O, {&lw.wo}, {}};
+      layer.gate_up = {l, LinearSlot::GateUp, {&lw.w_gate, &lw.w_up}, {}};
+      layer.down = {l, LinearSlot::Down, {&lw.w_down}, {}};
       layer.k_cache.assign(size_t(max_context_) * size_t(c.kv_dim()), 0.0f);
       layer.v_cache.assign(size_t(max_context_) * size_t(c.kv_dim()), 0.0f);
     }
@@ -110,6 +115,23 @@ class CpuRunner final : public Runner {
     }
   }
 
+  double measure_copy_bandwidth() override {
+    const size_t bytes = size_t(256) << 20;
+    std::vector<uint8_t> a(bytes, 1), b(bytes, 2);
+    double best = 0.0;
+    for (int rep = 0; rep < 5; ++rep) {
+      Stopwatch clock;
+#pragma omp parallel for schedule(static)
+      for (int64_t chunk = 0; chunk < 64; ++chunk)
+        std::memcpy(b.data() + chunk * (bytes / 64), a.data() + chunk * (bytes / 64), bytes / 64);
+      best = std::max(best, 2.0 * double(bytes) / clock.seconds());
+      std::swap(a, b);
+    }
+    return best;
+  }
+
+  size_t weight_bytes() const override { return model_.weight_bytes(); }
+
   // ---- backend interface of llama_forward ----
   using Act = CpuAct;
   CpuAct& act_x() { return x_; }
@@ -144,6 +166,7 @@ class CpuRunner final : public Runner {
   }
 
   void linear(const CpuLinear& lin, const CpuAct& in, CpuAct& out, int n) {
+    if (observe_ && lin.layer >= 0) observe_({lin.layer, lin.slot, in.data.data(), n, in.dim});
     int64_t column = 0;
     for (const Weight* part : lin.parts) {
       cpu::linear(in.data.data(), n, *part, lin.bias.empty() ? nullptr : lin.bias.data() + column,
@@ -191,6 +214,11 @@ class CpuRunner final : public Runner {
     }
     result_.logits = std::span<const float>(logits_.data.data(), size_t(rows) * size_t(vocab));
     result_.argmax = std::span<const int32_t>(argmax_.data(), size_t(rows));
+    // xn holds the final-normed hidden states; hand out a view (valid until the next forward).
+    const int hidden_first = request_->hidden_rows == Rows::Last ? n - 1 : 0;
+    const int hidden_count = request_->hidden_rows == Rows::None ? 0 : n - hidden_first;
+    result_.hidden =
+        std::span<const float>(xn.data.data() + hidden_first * xn.dim, size_t(hidden_count) * size_t(xn.dim));
   }
 
  private:
@@ -202,6 +230,7 @@ class CpuRunner final : public Runner {
 
   Model& model_;
   ModelConfig config_;
+  std::function<void(const LinearInput&)> observe_;
   int threads_ = 1;
   int max_context_ = 0;
   int max_tokens_ = 0;

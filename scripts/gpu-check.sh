@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: pcre2 from the carried Debian .debs (the image lacks libpcre2-dev),
+# build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
+# the same card, and a short table last. Logs and JSON go to $OUT.
+#   usage (from the repo root, via the device tool with carry [".debs"]):
+#     scripts/gpu-check.sh [full|bench|tests|build]   (build: only the specq binary, for profiling)
+#   SPECQ_ARCHS overrides the CUDA architectures (e.g. 90a to halve the build on an H100).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/specq-gpu-out}
+mkdir -p "$OUT"
+MODE=${1:-full}
+log() { echo "== $(date +%T) $*"; }
+
+# ---- pcre2 (and pkg-config if missing) unpacked under /opt/pcre2 ----
+if ! pkg-config --exists libpcre2-8 2>/dev/null; then
+  prefix=/opt/pcre2
+  mkdir -p "$prefix"
+  for f in .debs/*.deb; do dpkg -x "$f" "$prefix"; done
+  libdir=$prefix/usr/lib/x86_64-linux-gnu
+  for pc in "$libdir"/pkgconfig/*.pc; do sed -i "s#^prefix=.*#prefix=$prefix/usr#" "$pc"; done
+  export PKG_CONFIG_PATH=$libdir/pkgconfig:${PKG_CONFIG_PATH:-}
+  export LD_LIBRARY_PATH=$libdir:${LD_LIBRARY_PATH:-}
+  export PATH=$prefix/usr/bin:$PATH
+  command -v pkg-config >/dev/null || { echo "no pkg-config on this machine"; exit 1; }
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+# ---- build ----
+log build
+archs=()
+[[ -n "${SPECQ_ARCHS:-}" ]] && archs=(-DCMAKE_CUDA_ARCHITECTURES="$SPECQ_ARCHS")
+if ! cmake --preset gpu -DSPECQ_GPU_TESTS=ON -DSPECQ_BENCH=OFF "${archs[@]}" >"$OUT/configure.log" 2>&1; then
+  tail -40 "$OUT/configure.log"; exit 1
+fi
+if [[ "$MODE" == "build" ]]; then cmake --build build/gpu -j16 --target specq >"$OUT/build.log" 2>&1; exit $?; fi
+# -k 0: a test of another area failing to build here must not hide the CUDA results.
+if ! cmake --build build/gpu -j16 -- -k 0 >"$OUT/build.log" 2>&1; then
+  echo "build failures:"; grep "^FAILED" "$OUT/build.log"
+  [[ -x build/gpu/specq && -x build/gpu/tests/gpu_kernels_test ]] || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+fi
+SPECQ=build/gpu/specq
+
+# ---- tests ----
+log tests
+(cd build/gpu && ctest -L cpu -j16 --output-on-failure >"$OUT/ctest_cpu.log" 2>&1; tail -3 "$OUT/ctest_cpu.log")
+for t in build/gpu/tests/gpu_*; do
+  [[ -x "$t" ]] || continue
+  "$t" >"$OUT/$(basename "$t").log" 2>&1
+  echo "$(basename "$t"): exit $? | $(grep -E '^\[  (PASSED|FAILED)|FAILED  \]|greedy argmax|rows with' "$OUT/$(basename "$t").log" | tr '\n' ' ')"
+done
+if [[ "$MODE" == "tests" ]]; then (cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz ./*); exit 0; fi
+
+# ---- benches ----
+bench() {  # name, args...
+  local name=$1; shift
+  log "bench $name: $*"
+  SPECQ_CUDA_VERBOSE=1 $SPECQ bench --device cuda --json "$@" >"$OUT/bench_$name.json" 2>"$OUT/bench_$name.err"
+  echo "exit $?"; tail -12 "$OUT/bench_$name.err"
+}
+M=synthetic:llama3-8b
+bench p512 --model $M --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1,2,4,8,16,32,64,128,256
+bench p1024 --model $M --prompt-tokens 1024 --new-tokens 32 --tokens-per-forward 1,16,64,128,256
+bench p2048 --model $M --prompt-tokens 2048 --new-tokens 32 --tokens-per-forward 1,64
+if [[ "$MODE" == "full" ]]; then
+  bench ctx8k --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 --tokens-per-forward 1,64
+  bench bf16 --model $M --dtype bf16 --prompt-tokens 512 --new-tokens 64 --tokens-per-forward 1,64
+  log "70B in f16 (should fail before allocating)"
+  $SPECQ bench --device cuda --model synthetic:llama3-70b --prompt-tokens 1 --new-tokens 2 --tokens-per-forward 1 \
+    --repeats 1 2>&1 | tail -2 | tee "$OUT/70b.txt"
+  log "Hugging Face transformers eager fp16"
+  PYTHONUNBUFFERED=1 python3 tools/hf_bench.py --prompt-tokens 512 --new-tokens 64 >"$OUT/hf.json" 2>"$OUT/hf.err" \
+    || tail -5 "$OUT/hf.err"
+fi
+
+# ---- summary (also in $OUT/summary.txt; every log and JSON in $OUT/logs.tgz) ----
+python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try: return json.load(open(os.path.join(out, name)))
+    except Exception: return None
+gpu = open(os.path.join(out, "gpu.txt")).read().strip()
+print(f"\n=== specq CUDA summary on {gpu} ===")
+for name in ["p512", "p1024", "p2048", "ctx8k", "bf16"]:
+    b = load(f"bench_{name}.json")
+    if not b: continue
+    curve = b["forward_ms_by_tokens"]; one = curve.get("1")
+    c = " ".join(f"{k}:{v:.2f}ms({v/one:.2f}x)" for k, v in curve.items()) if one else ""
+    print(f"{name:6} decode {b['tokens_per_second']:6.1f} tok/s = {100*b['floor_fraction']:5.1f}% of floor "
+          f"({b['floor_tokens_per_second']:.1f} tok/s, copy {b['copy_gb_per_second']:.0f} GB/s) | "
+          f"prefill {b['prompt_tokens']} tok: {b['prefill_tokens_per_second']:.0f} tok/s | {c}")
+b = load("bench_p512.json")
+if b and b.get("op_ms"):
+    tot = sum(b["op_ms"].values())
+    print("decode step by op: " + ", ".join(f"{k} {v:.3f}ms ({100*v/tot:.0f}%)" for k, v in b["op_ms"].items()))
+hf = load("hf.json")
+if hf: print(f"HF transformers eager fp16: {hf['decode_tokens_per_second']:.1f} tok/s (same card, same shapes)")
+if b:
+    print(f"ours {b['tokens_per_second']:.1f} tok/s | floor {b['floor_tokens_per_second']:.1f} | "
+          f"HF {hf['decode_tokens_per_second'] if hf else float('nan'):.1f} | gpt-fast anchor 155.2 (bf16, H100)")
+PY
+# The device tool returns at most 8 files: pack the rest.
+(cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz --exclude=summary.txt ./* &&
+  find . -maxdepth 1 -type f ! -name logs.tgz ! -name summary.txt -delete)

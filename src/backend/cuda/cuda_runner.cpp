@@ -1,0 +1,649 @@
+// The CUDA backend: the shared Llama forward (model/llama_forward.h) on fp16/bf16 activations.
+// Memory is planned once at construction (weights with q|k|v and gate|up fused, KV cache,
+// activations for the largest forward, workspaces) in one arena; nothing is allocated per step.
+// Each (token count, logits rows) shape is captured once as a CUDA graph whose kernels read the
+// step's ids, positions, cache_len and mask from fixed device buffers, so a step is one small
+// host-to-device copy, one graph launch and the copy of its results.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
+#include "model/llama_forward.h"
+#include "model/runner.h"
+
+namespace specq {
+namespace {
+
+using cuda::DeviceBuffer;
+
+constexpr size_t kAlign = 256;
+constexpr size_t kCublasWorkspace = size_t(32) << 20;
+constexpr size_t kStagingBytes = size_t(64) << 20;
+
+size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+// Hands out aligned slices of one allocation; a first pass with no base only counts bytes.
+class Arena {
+ public:
+  size_t take(size_t bytes) {
+    const size_t at = used_;
+    used_ = align_up(used_ + bytes);
+    return at;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  size_t used_ = 0;
+};
+
+struct CudaAct {
+  void* ptr = nullptr;
+  int64_t dim = 0;
+  size_t elem = 2;  // bytes per element (4 for the fp32 residual stream)
+  void* row(int t) const { return static_cast<uint8_t*>(ptr) + size_t(t) * size_t(dim) * elem; }
+};
+
+struct CudaLinear {
+  void* w = nullptr;
+  const float* bias = nullptr;
+  int rows = 0, cols = 0;
+  const char* name = "";  // op family in op_profile
+};
+
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", cublasGetStatusName(status), what);
+}
+
+class CudaRunner final : public Runner {
+ public:
+  CudaRunner(Model& model, const RunnerOptions& options) : model_(model), config_(model.config) {
+    validate_weights(model_);
+    const ModelConfig& c = config_;
+    act_ = options.activation_dtype;
+    SPECQ_CHECK(act_ == DType::F16 || act_ == DType::BF16, "CUDA activations must be f16 or bf16 (got {})",
+                dtype_name(act_));
+    SPECQ_CHECK(c.head_dim % 8 == 0 && c.head_dim <= 128,
+                "the CUDA backend needs head_dim a multiple of 8 up to 128 (got {})", c.head_dim);
+    SPECQ_CHECK(c.hidden_size % 8 == 0, "the CUDA backend needs hidden_size a multiple of 8 (got {})", c.hidden_size);
+    // Quantized linears (docs/FORMATS.md) have no CUDA kernel wired into this runner yet.
+    for (const LayerWeights& l : model_.weights.layers)
+      for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+        SPECQ_CHECK(!w->quantized(), "'{}' has {} weights, which the CUDA backend does not run yet; use --device cpu",
+                    model_.source, weight_format_name(w->format));
+    SPECQ_CHECK(!model_.weights.lm_head.quantized(), "'{}' has a {} lm_head, which the CUDA backend does not run yet",
+                model_.source, weight_format_name(model_.weights.lm_head.format));
+    max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
+    max_tokens_ = options.max_tokens_per_forward > 0 ? options.max_tokens_per_forward : 512;
+    max_tokens_ = std::min(max_tokens_, max_context_);
+    esize_ = dtype_size(act_);
+
+    int device = 0;
+    SPECQ_CUDA(cudaGetDevice(&device));
+    SPECQ_CUDA(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+
+    // ---- plan every byte before allocating any ----
+    Arena plan;
+    const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+    const Weight& emb = model_.weights.embed;
+    const Weight& head = model_.weights.lm_head;
+    lm_head_tied_ = (head.synthetic && emb.synthetic && head.seed == emb.seed) ||
+                    (head.data != nullptr && head.data == emb.data);
+    struct LayerPlan {
+      size_t attn_norm, ffn_norm, qkv, qkv_bias, wo, gate_up, down, k_cache, v_cache;
+    };
+    const size_t embed_at = plan.take(size_t(c.vocab_size) * h * esize_);
+    const size_t head_at = lm_head_tied_ ? embed_at : plan.take(size_t(c.vocab_size) * h * esize_);
+    std::vector<LayerPlan> lp(size_t(c.num_layers));
+    for (LayerPlan& p : lp) {
+      p.attn_norm = plan.take(h * 4);
+      p.ffn_norm = plan.take(h * 4);
+      p.qkv = plan.take(size_t(q + 2 * kv) * h * esize_);
+      p.qkv_bias = c.attention_bias ? plan.take(size_t(q + 2 * kv) * 4) : 0;
+      p.wo = plan.take(size_t(h) * q * esize_);
+      p.gate_up = plan.take(size_t(2 * inter) * h * esize_);
+      p.down = plan.take(size_t(h) * inter * esize_);
+    }
+    const size_t final_norm_at = plan.take(h * 4);
+    weight_bytes_ = plan.used();
+    layer_cache_bytes_ = size_t(max_context_) * kv * esize_;
+    const size_t k_cache_at = plan.take(layer_cache_bytes_ * size_t(c.num_layers));
+    const size_t v_cache_at = plan.take(layer_cache_bytes_ * size_t(c.num_layers));
+    const size_t weights_and_kv = plan.used();
+
+    const size_t T = size_t(max_tokens_);
+    const size_t x_at = plan.take(T * h * 4);
+    const size_t xn_at = plan.take(T * h * esize_);
+    const size_t qkv_at = plan.take(T * size_t(q + 2 * kv) * esize_);
+    const size_t attn_at = plan.take(T * q * esize_);
+    const size_t delta_at = plan.take(T * h * esize_);
+    const size_t gate_up_at = plan.take(T * 2 * inter * esize_);
+    const size_t ffn_at = plan.take(T * inter * esize_);
+    const size_t logits_at = plan.take(T * size_t(c.vocab_size) * 4);
+    const size_t argmax_at = plan.take(T * 4);
+    size_t attn_ws = 0;
+    for (int n = 1; n <= max_tokens_; ++n)
+      attn_ws = std::max(attn_ws, cuda::attention_workspace_bytes(shape(n), sm_count_));
+    const size_t attn_ws_at = plan.take(attn_ws);
+    const size_t cublas_ws_at = plan.take(kCublasWorkspace);
+    const size_t staging_at = plan.take(kStagingBytes);
+    input_bytes_ = input_layout(max_tokens_).end;
+    const size_t inputs_at = plan.take(input_bytes_);
+    const size_t src_rows_at = plan.take(T * 4);
+    const size_t inv_freq_at = plan.take(size_t(c.head_dim / 2) * 4);
+
+    size_t free_bytes = 0, total_bytes = 0;
+    SPECQ_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (plan.used() > free_bytes) {
+      fail("{} in {} needs {:.1f} GB of weights + KV ({:.1f} GB with activations and workspaces); this GPU has "
+           "{:.1f} GB free",
+           model_.source, dtype_name(act_), double(weights_and_kv) / 1e9, double(plan.used()) / 1e9,
+           double(free_bytes) / 1e9);
+    }
+
+    // ---- allocate and fill ----
+    arena_.allocate(plan.used());
+    auto at = [&](size_t offset) { return arena_.get<uint8_t>() + offset; };
+    SPECQ_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    staging_ = at(staging_at);
+
+    embed_ = at(embed_at);
+    upload(emb, embed_, act_);
+    lm_head_ = {at(head_at), nullptr, c.vocab_size, int(h), "lm_head"};
+    if (!lm_head_tied_) upload(head, lm_head_.w, act_);
+    layers_.resize(size_t(c.num_layers));
+    for (int l = 0; l < c.num_layers; ++l) {
+      const LayerWeights& w = model_.weights.layers[size_t(l)];
+      const LayerPlan& p = lp[size_t(l)];
+      Layer& L = layers_[size_t(l)];
+      L.attn_norm = reinterpret_cast<float*>(at(p.attn_norm));
+      L.ffn_norm = reinterpret_cast<float*>(at(p.ffn_norm));
+      upload(w.attn_norm, L.attn_norm, DType::F32);
+      upload(w.ffn_norm, L.ffn_norm, DType::F32);
+      L.qkv = {at(p.qkv), nullptr, int(q + 2 * kv), int(h), "qkv"};
+      upload_fused({&w.wq, &w.wk, &w.wv}, L.qkv.w, act_);
+      if (c.attention_bias) {
+        L.qkv.bias = reinterpret_cast<float*>(at(p.qkv_bias));
+        upload_fused({&w.bq, &w.bk, &w.bv}, at(p.qkv_bias), DType::F32);
+      }
+      L.wo = {at(p.wo), nullptr, int(h), int(q), "wo"};
+      upload(w.wo, L.wo.w, act_);
+      L.gate_up = {at(p.gate_up), nullptr, int(2 * inter), int(h), "gate_up"};
+      upload_fused({&w.w_gate, &w.w_up}, L.gate_up.w, act_);
+      L.down = {at(p.down), nullptr, int(h), int(inter), "down"};
+      upload(w.w_down, L.down.w, act_);
+      L.k_cache = at(k_cache_at) + size_t(l) * layer_cache_bytes_;
+      L.v_cache = at(v_cache_at) + size_t(l) * layer_cache_bytes_;
+    }
+    final_norm_ = reinterpret_cast<float*>(at(final_norm_at));
+    upload(model_.weights.final_norm, final_norm_, DType::F32);
+    k_cache_base_ = at(k_cache_at);
+    v_cache_base_ = at(v_cache_at);
+    // Cache rows never written still enter attention tiles (times zero): keep them finite.
+    SPECQ_CUDA(cudaMemsetAsync(k_cache_base_, 0, layer_cache_bytes_ * size_t(c.num_layers) * 2, stream_));
+
+    x_ = {at(x_at), h, 4};
+    xn_ = {at(xn_at), h, esize_};
+    qkv_ = {at(qkv_at), q + 2 * kv, esize_};
+    attn_ = {at(attn_at), q, esize_};
+    delta_ = {at(delta_at), h, esize_};
+    gate_up_ = {at(gate_up_at), 2 * inter, esize_};
+    ffn_ = {at(ffn_at), inter, esize_};
+    logits_ = reinterpret_cast<float*>(at(logits_at));
+    argmax_ = reinterpret_cast<int32_t*>(at(argmax_at));
+    attn_workspace_ = attn_ws > 0 ? at(attn_ws_at) : nullptr;
+    inputs_ = at(inputs_at);
+    src_rows_ = reinterpret_cast<int32_t*>(at(src_rows_at));
+    const std::vector<float> inv_freq = rope_inv_freq(c);
+    inv_freq_ = reinterpret_cast<float*>(at(inv_freq_at));
+    SPECQ_CUDA(cudaMemcpyAsync(inv_freq_, inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice, stream_));
+
+    SPECQ_CUDA(cudaMallocHost(&host_inputs_, input_bytes_));
+    SPECQ_CUDA(cudaMallocHost(&host_argmax_, T * 4));
+    SPECQ_CUDA(cudaMallocHost(&host_logits_, T * size_t(c.vocab_size) * 4));
+
+    check_cublas(cublasCreate(&cublas_), "cublasCreate");
+    check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    check_cublas(cublasSetWorkspace(cublas_, at(cublas_ws_at), kCublasWorkspace), "cublasSetWorkspace");
+    check_cublas(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    choose_gemv_counts();
+    SPECQ_CUDA(cudaStreamSynchronize(stream_));
+  }
+
+  ~CudaRunner() override {
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    for (cudaEvent_t e : profile_events_) cudaEventDestroy(e);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (host_inputs_ != nullptr) cudaFreeHost(host_inputs_);
+    if (host_argmax_ != nullptr) cudaFreeHost(host_argmax_);
+    if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  Device device() const override { return Device::Cuda; }
+  int max_context() const override { return max_context_; }
+  int max_tokens_per_forward() const override { return max_tokens_; }
+  size_t weight_bytes() const override { return weight_bytes_; }
+
+  ForwardResult forward(const ForwardRequest& request) override {
+    validate_request(*this, request);
+    const int n = int(request.tokens.size());
+    stage_inputs(request);
+    const int rows = logits_rows(request, n);
+    const int key = n * 4 + int(request.logits_rows);
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      // First forward of this shape: run it eagerly (loads modules, lets cuBLAS pick its kernels),
+      // then capture the same work. Replaying it rewrites the same cache rows with the same values.
+      run_forward(request, n);
+      SPECQ_CUDA(cudaStreamSynchronize(stream_));
+      cudaGraph_t graph = nullptr;
+      SPECQ_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+      run_forward(request, n);
+      SPECQ_CUDA(cudaStreamEndCapture(stream_, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      SPECQ_CUDA(made);
+      it = graphs_.emplace(key, exec).first;
+    }
+    SPECQ_CUDA(cudaGraphLaunch(it->second, stream_));
+    return finish(request, rows);
+  }
+
+  // The forward with an event pair around each op, captured as one graph and replayed, so the
+  // times are the device's (an eager run would time the host's launches instead).
+  std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest& request) override {
+    validate_request(*this, request);
+    const int n = int(request.tokens.size());
+    forward(request);  // warm: modules loaded, cuBLAS kernels chosen
+    stage_inputs(request);
+    const size_t events_needed = size_t(config_.num_layers) * 20 + 16;
+    while (profile_events_.size() < events_needed) {
+      cudaEvent_t e = nullptr;
+      SPECQ_CUDA(cudaEventCreate(&e));
+      profile_events_.push_back(e);
+    }
+    profiling_ = true;
+    profile_marks_.clear();
+    cudaGraph_t graph = nullptr;
+    SPECQ_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    try {
+      run_forward(request, n);
+    } catch (...) {
+      profiling_ = false;
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    profiling_ = false;
+    SPECQ_CUDA(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    SPECQ_CUDA(made);
+    const cudaError_t launched = cudaGraphLaunch(exec, stream_);
+    const cudaError_t synced = cudaStreamSynchronize(stream_);
+    cudaGraphExecDestroy(exec);
+    SPECQ_CUDA(launched);
+    SPECQ_CUDA(synced);
+    std::vector<std::pair<std::string, double>> totals;
+    for (const Mark& mark : profile_marks_) {
+      float ms = 0.0f;
+      SPECQ_CUDA(cudaEventElapsedTime(&ms, profile_events_[mark.start], profile_events_[mark.start + 1]));
+      auto found = std::find_if(totals.begin(), totals.end(), [&](const auto& e) { return e.first == mark.op; });
+      if (found == totals.end()) totals.emplace_back(mark.op, double(ms));
+      else found->second += double(ms);
+    }
+    return totals;
+  }
+
+  void compact_kv(std::span<const int32_t> src_rows, int dst_start) override {
+    const int count = int(src_rows.size());
+    SPECQ_CHECK(count <= max_tokens_, "compact_kv: {} rows exceed the planned maximum of {}", count, max_tokens_);
+    for (int i = 0; i < count; ++i) {
+      const int64_t src = src_rows[size_t(i)], dst = dst_start + int64_t(i);
+      SPECQ_CHECK(src >= dst && src < max_context_, "compact_kv: bad source row {} for destination {}", src, dst);
+      SPECQ_CHECK(i == 0 || src_rows[size_t(i)] > src_rows[size_t(i - 1)], "compact_kv: source rows must ascend");
+    }
+    if (count == 0) return;
+    std::memcpy(host_inputs_, src_rows.data(), size_t(count) * 4);
+    SPECQ_CUDA(cudaMemcpyAsync(src_rows_, host_inputs_, size_t(count) * 4, cudaMemcpyHostToDevice, stream_));
+    cuda::compact_kv(k_cache_base_, v_cache_base_, act_, config_.num_layers,
+                     int64_t(layer_cache_bytes_ / esize_), config_.kv_dim(), src_rows_, count, dst_start, stream_);
+    SPECQ_CUDA(cudaStreamSynchronize(stream_));
+  }
+
+  double measure_copy_bandwidth() override {
+    size_t free_bytes = 0, total_bytes = 0;
+    SPECQ_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t bytes = std::min(size_t(512) << 20, free_bytes / 4) / kAlign * kAlign;
+    DeviceBuffer a(bytes), b(bytes);
+    SPECQ_CUDA(cudaMemsetAsync(a.get(), 1, bytes, stream_));
+    cudaEvent_t start = nullptr, stop = nullptr;
+    SPECQ_CUDA(cudaEventCreate(&start));
+    SPECQ_CUDA(cudaEventCreate(&stop));
+    float best_ms = 1e30f;
+    for (int rep = 0; rep < 12; ++rep) {
+      SPECQ_CUDA(cudaEventRecord(start, stream_));
+      SPECQ_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream_));
+      SPECQ_CUDA(cudaEventRecord(stop, stream_));
+      SPECQ_CUDA(cudaEventSynchronize(stop));
+      float ms = 0.0f;
+      SPECQ_CUDA(cudaEventElapsedTime(&ms, start, stop));
+      if (rep >= 2) best_ms = std::min(best_ms, ms);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return 2.0 * double(bytes) / (double(best_ms) * 1e-3);
+  }
+
+  // ---- backend interface of llama_forward ----
+  using Act = CudaAct;
+  CudaAct& act_x() { return x_; }
+  CudaAct& act_xn() { return xn_; }
+  CudaAct& act_qkv() { return qkv_; }
+  CudaAct& act_attn() { return attn_; }
+  CudaAct& act_delta() { return delta_; }
+  CudaAct& act_gate_up() { return gate_up_; }
+  CudaAct& act_ffn() { return ffn_; }
+  const float* norm(int l, NormSlot slot) const {
+    return slot == NormSlot::Attention ? layers_[size_t(l)].attn_norm : layers_[size_t(l)].ffn_norm;
+  }
+  const float* final_norm() const { return final_norm_; }
+  const CudaLinear& qkv(int l) const { return layers_[size_t(l)].qkv; }
+  const CudaLinear& wo(int l) const { return layers_[size_t(l)].wo; }
+  const CudaLinear& gate_up(int l) const { return layers_[size_t(l)].gate_up; }
+  const CudaLinear& down(int l) const { return layers_[size_t(l)].down; }
+
+  void embed(CudaAct& out, int n) {
+    Profile p(*this, "embed");
+    cuda::embed(embed_, act_, step().tokens, n, config_.hidden_size, static_cast<float*>(out.ptr), stream_);
+  }
+
+  void add_rmsnorm(CudaAct& x, const CudaAct* delta, const float* w, CudaAct& out, int n) {
+    Profile p(*this, "add_rmsnorm");
+    cuda::add_rmsnorm(static_cast<float*>(x.ptr), delta != nullptr ? delta->ptr : nullptr, w, config_.rms_norm_eps,
+                      out.ptr, act_, n, int(x.dim), stream_);
+  }
+
+  void linear(const CudaLinear& lin, const CudaAct& in, CudaAct& out, int n) {
+    Profile p(*this, lin.name);
+    if (&out == &gate_up_ && gemv_for(n) && lin.bias == nullptr && config_.intermediate_size % 2 == 0) {
+      // Few tokens: the GEMV applies SwiGLU in its epilogue and writes the FFN input directly.
+      cuda::gemv_swiglu(lin.w, in.ptr, ffn_.ptr, act_, n, lin.rows / 2, lin.cols, stream_);
+      swiglu_fused_ = true;
+      return;
+    }
+    matmul(lin, in.ptr, out.ptr, false, n);
+  }
+
+  void rope_store_kv(int l, CudaAct& qkv_act, int n) {
+    Profile p(*this, "rope_kv");
+    const Layer& L = layers_[size_t(l)];
+    cuda::rope_store_kv(qkv_act.ptr, act_, n, config_.num_heads, config_.num_kv_heads, config_.head_dim, step(),
+                        inv_freq_, L.k_cache, L.v_cache, stream_);
+  }
+
+  void attention(int l, const CudaAct& qkv_act, CudaAct& out, int n) {
+    Profile p(*this, "attention");
+    const Layer& L = layers_[size_t(l)];
+    cuda::attention(qkv_act.ptr, act_, L.k_cache, L.v_cache, shape(n), step(), out.ptr, attn_workspace_, sm_count_,
+                    stream_);
+  }
+
+  void swiglu(const CudaAct& gate_up_act, CudaAct& out, int n) {
+    if (std::exchange(swiglu_fused_, false)) return;
+    Profile p(*this, "swiglu");
+    cuda::swiglu(gate_up_act.ptr, out.ptr, act_, n, config_.intermediate_size, stream_);
+  }
+
+  void lm_head(const CudaAct& xn, int n) {
+    Profile p(*this, "lm_head");
+    const int rows = logits_rows(*request_, n);
+    if (rows == 0) return;
+    matmul(lm_head_, xn.row(n - rows), logits_, true, rows);
+    cuda::argmax_rows(logits_, rows, config_.vocab_size, argmax_, stream_);
+  }
+
+ private:
+  struct Layer {
+    float* attn_norm = nullptr;
+    float* ffn_norm = nullptr;
+    CudaLinear qkv, wo, gate_up, down;
+    void* k_cache = nullptr;
+    void* v_cache = nullptr;
+  };
+
+  // Device input block: cache_len, has_mask, tokens[T], positions[T], mask[T][mask_words(T)].
+  struct InputLayout {
+    size_t tokens, positions, mask, end;
+  };
+  static InputLayout input_layout(int max_tokens) {
+    InputLayout l{};
+    l.tokens = 8;
+    l.positions = l.tokens + size_t(max_tokens) * 4;
+    l.mask = (l.positions + size_t(max_tokens) * 4 + 7) / 8 * 8;
+    l.end = l.mask + size_t(max_tokens) * size_t(mask_words(max_tokens)) * 8;
+    return l;
+  }
+
+  // Event pairs around each op while op_profile runs; free otherwise.
+  struct Mark {
+    const char* op;
+    size_t start;
+  };
+  class Profile {
+   public:
+    Profile(CudaRunner& r, const char* op) : runner_(r) {
+      if (!runner_.profiling_) return;
+      const size_t start = runner_.profile_marks_.size() * 2;
+      SPECQ_CHECK(start + 2 <= runner_.profile_events_.size(), "op_profile: more ops than planned events");
+      runner_.profile_marks_.push_back({op, start});
+      // External: a real timing record inside the captured graph, not a capture-internal dependency.
+      SPECQ_CUDA(cudaEventRecordWithFlags(runner_.profile_events_[start], runner_.stream_, cudaEventRecordExternal));
+      stop_ = runner_.profile_events_[start + 1];
+    }
+    ~Profile() {
+      if (stop_ != nullptr) cudaEventRecordWithFlags(stop_, runner_.stream_, cudaEventRecordExternal);
+    }
+    Profile(const Profile&) = delete;
+    Profile& operator=(const Profile&) = delete;
+
+   private:
+    CudaRunner& runner_;
+    cudaEvent_t stop_ = nullptr;
+  };
+
+  cuda::AttentionShape shape(int n) const {
+    return {n, config_.num_heads, config_.num_kv_heads, config_.head_dim, max_context_};
+  }
+
+  cuda::StepInputs step() const {
+    const InputLayout l = input_layout(max_tokens_);
+    uint8_t* base = inputs_;
+    return {reinterpret_cast<const int32_t*>(base + l.tokens), reinterpret_cast<const int32_t*>(base + l.positions),
+            reinterpret_cast<const int32_t*>(base), reinterpret_cast<const int32_t*>(base + 4),
+            reinterpret_cast<const uint64_t*>(base + l.mask)};
+  }
+
+  static int logits_rows(const ForwardRequest& r, int n) {
+    using Rows = ForwardRequest::Rows;
+    return r.logits_rows == Rows::None ? 0 : r.logits_rows == Rows::Last ? 1 : n;
+  }
+
+  void stage_inputs(const ForwardRequest& r) {
+    const int n = int(r.tokens.size());
+    const InputLayout l = input_layout(max_tokens_);
+    auto* base = static_cast<uint8_t*>(host_inputs_);
+    const int32_t header[2] = {r.cache_len, r.tree_mask.empty() ? 0 : 1};
+    std::memcpy(base, header, sizeof(header));
+    std::memcpy(base + l.tokens, r.tokens.data(), size_t(n) * 4);
+    std::memcpy(base + l.positions, r.positions.data(), size_t(n) * 4);
+    size_t end = l.positions + size_t(n) * 4;
+    if (!r.tree_mask.empty()) {
+      std::memcpy(base + l.mask, r.tree_mask.data(), r.tree_mask.size() * 8);
+      end = l.mask + r.tree_mask.size() * 8;
+    }
+    SPECQ_CUDA(cudaMemcpyAsync(inputs_, host_inputs_, end, cudaMemcpyHostToDevice, stream_));
+  }
+
+  void run_forward(const ForwardRequest& request, int n) {
+    request_ = &request;
+    llama_forward(*this, config_.num_layers, n);
+    request_ = nullptr;
+  }
+
+  ForwardResult finish(const ForwardRequest& request, int rows) {
+    const size_t vocab = size_t(config_.vocab_size);
+    ForwardResult result;
+    if (rows > 0) {
+      SPECQ_CUDA(cudaMemcpyAsync(host_argmax_, argmax_, size_t(rows) * 4, cudaMemcpyDeviceToHost, stream_));
+      if (request.logits_to_host)
+        SPECQ_CUDA(cudaMemcpyAsync(host_logits_, logits_, size_t(rows) * vocab * 4, cudaMemcpyDeviceToHost, stream_));
+    }
+    SPECQ_CUDA(cudaStreamSynchronize(stream_));
+    result.argmax = std::span<const int32_t>(host_argmax_, size_t(rows));
+    if (request.logits_to_host) result.logits = std::span<const float>(host_logits_, size_t(rows) * vocab);
+    return result;
+  }
+
+  bool gemv_for(int n) const { return n <= cuda::kGemvMaxTokens && use_gemv_[size_t(n)]; }
+
+  void matmul(const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
+    if (gemv_for(n))
+      cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+    else
+      cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+  }
+
+  // Picks GEMV or cuBLAS for each small token count by timing both on the largest layer (gate|up).
+  void choose_gemv_counts() {
+    const CudaLinear& lin = layers_[0].gate_up;
+    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
+    cudaEvent_t start = nullptr, stop = nullptr;
+    SPECQ_CUDA(cudaEventCreate(&start));
+    SPECQ_CUDA(cudaEventCreate(&stop));
+    auto time_ms = [&](bool gemv, int n) {
+      float best = 1e30f;
+      for (int rep = 0; rep < 6; ++rep) {
+        SPECQ_CUDA(cudaEventRecord(start, stream_));
+        if (gemv) cuda::gemv(lin.w, xn_.ptr, nullptr, gate_up_.ptr, false, act_, n, lin.rows, lin.cols, stream_);
+        else cuda::gemm(cublas_, lin.w, xn_.ptr, nullptr, gate_up_.ptr, false, act_, n, lin.rows, lin.cols, stream_);
+        SPECQ_CUDA(cudaEventRecord(stop, stream_));
+        SPECQ_CUDA(cudaEventSynchronize(stop));
+        float ms = 0.0f;
+        SPECQ_CUDA(cudaEventElapsedTime(&ms, start, stop));
+        if (rep > 0) best = std::min(best, ms);
+      }
+      return best;
+    };
+    use_gemv_.assign(cuda::kGemvMaxTokens + 1, false);
+    for (int n = 1; n <= std::min(cuda::kGemvMaxTokens, max_tokens_); ++n) {
+      const float g = time_ms(true, n), b = time_ms(false, n);
+      use_gemv_[size_t(n)] = g <= b;
+      if (std::getenv("SPECQ_CUDA_VERBOSE") != nullptr)
+        fmt::print(stderr, "specq cuda: gate_up at {} tokens: gemv {:.1f} us, cuBLAS {:.1f} us -> {}\n", n, g * 1e3,
+                   b * 1e3, g <= b ? "gemv" : "cuBLAS");
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+
+  // Uploads one weight into dst as `dtype`: generated on the device when synthetic, else copied
+  // through the staging buffer and converted.
+  void upload(const Weight& w, void* dst, DType dtype) { upload_part(w, dst, dtype); }
+
+  void upload_fused(std::initializer_list<const Weight*> parts, void* dst, DType dtype) {
+    auto* out = static_cast<uint8_t*>(dst);
+    for (const Weight* w : parts) {
+      upload_part(*w, out, dtype);
+      out += size_t(w->numel()) * dtype_size(dtype);
+    }
+  }
+
+  void upload_part(const Weight& w, void* dst, DType dtype) {
+    const int64_t count = w.numel();
+    if (w.synthetic && w.data == nullptr) {
+      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, w.dtype, stream_);
+      return;
+    }
+    const size_t src_size = dtype_size(w.dtype);
+    if (w.dtype == dtype) {
+      SPECQ_CUDA(cudaMemcpyAsync(dst, w.data, size_t(count) * src_size, cudaMemcpyHostToDevice, stream_));
+      SPECQ_CUDA(cudaStreamSynchronize(stream_));
+      return;
+    }
+    const int64_t per_chunk = int64_t(kStagingBytes / src_size);
+    for (int64_t first = 0; first < count; first += per_chunk) {
+      const int64_t len = std::min(per_chunk, count - first);
+      SPECQ_CUDA(cudaMemcpyAsync(staging_, static_cast<const uint8_t*>(w.data) + size_t(first) * src_size,
+                                 size_t(len) * src_size, cudaMemcpyHostToDevice, stream_));
+      cuda::convert(staging_, w.dtype, static_cast<uint8_t*>(dst) + size_t(first) * dtype_size(dtype), dtype, len,
+                    stream_);
+      SPECQ_CUDA(cudaStreamSynchronize(stream_));
+    }
+  }
+
+  Model& model_;
+  ModelConfig config_;
+  DType act_ = DType::F16;
+  size_t esize_ = 2;
+  int sm_count_ = 1;
+  int max_context_ = 0;
+  int max_tokens_ = 0;
+  size_t weight_bytes_ = 0;
+  size_t layer_cache_bytes_ = 0;
+  size_t input_bytes_ = 0;
+  bool lm_head_tied_ = false;
+
+  DeviceBuffer arena_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* embed_ = nullptr;
+  CudaLinear lm_head_;
+  std::vector<Layer> layers_;
+  float* final_norm_ = nullptr;
+  void* k_cache_base_ = nullptr;
+  void* v_cache_base_ = nullptr;
+  CudaAct x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_;
+  float* logits_ = nullptr;
+  int32_t* argmax_ = nullptr;
+  void* attn_workspace_ = nullptr;
+  uint8_t* inputs_ = nullptr;
+  int32_t* src_rows_ = nullptr;
+  float* inv_freq_ = nullptr;
+  void* staging_ = nullptr;
+
+  void* host_inputs_ = nullptr;
+  int32_t* host_argmax_ = nullptr;
+  float* host_logits_ = nullptr;
+
+  std::vector<bool> use_gemv_;
+  std::map<int, cudaGraphExec_t> graphs_;
+  const ForwardRequest* request_ = nullptr;
+  bool swiglu_fused_ = false;  // the gate|up GEMV already wrote ffn_ (swiglu() has nothing to do)
+
+  bool profiling_ = false;
+  std::vector<Mark> profile_marks_;
+  std::vector<cudaEvent_t> profile_events_;
+};
+
+}  // namespace
+
+std::unique_ptr<Runner> make_cuda_runner(Model& model, const RunnerOptions& options) {
+  return std::make_unique<CudaRunner>(model, options);
+}
+
+}  // namespace specq
