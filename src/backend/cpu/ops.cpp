@@ -100,7 +100,7 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const int64_t N = w.rows(), K = w.cols();
   const size_t esize = dtype_size(w.dtype);
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const bool convert = w.dtype != DType::F32;
+  const bool convert = w.dtype != DType::F32;  // dense fp16/bf16 rows are converted first
   const int64_t work = N * K * n;
 #pragma omp parallel if (work >= kParallelWork)
   {
@@ -108,7 +108,10 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < N; ++o) {
       const float* row;
-      if (convert) {
+      if (w.quantized()) {
+        dequantize_row(w, o, row_buffer);  // fp32 math on exactly the format's values
+        row = row_buffer;
+      } else if (convert) {
         to_float(base + size_t(o) * size_t(K) * esize, w.dtype, K, row_buffer);
         row = row_buffer;
       } else {

@@ -17,8 +17,9 @@ void rmsnorm(const float* x, const float* w, float eps, float* out, int n, int d
 void add_rmsnorm(float* x, const float* delta, const float* w, float eps, float* out, int n, int dim);
 
 // out[t * out_stride + o] = sum_k in[t * K + k] * W[o, k] (+ bias[o]) for the n rows of `in`.
-// W is [N, K] of any floating dtype. Rows of W are split over threads; scratch holds
-// omp_get_max_threads() * K floats for converting fp16/bf16 rows.
+// W is [N, K] of any floating dtype, or quantized (each row dequantized exactly, then fp32 math).
+// Rows of W are split over threads; scratch holds omp_get_max_threads() * K floats for
+// converting fp16/bf16 or dequantizing rows.
 void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
             float* scratch);
 
