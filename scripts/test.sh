@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The server tests' clients (tests/server/test_server.py): the official openai package, requests, Selenium.
+python3 -c "import openai, requests, selenium" 2>/dev/null ||
+  python3 -m pip install --quiet openai selenium requests ||
+  python3 -m pip install --quiet --break-system-packages openai selenium requests
 source scripts/env.sh
 fuzz_seconds=${SPECQ_FUZZ_SECONDS:-60}
 

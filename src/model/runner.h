@@ -32,11 +32,13 @@ struct ForwardRequest {
   enum class Rows { None, Last, All };
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
   bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
+  Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
 };
 
 struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
+  std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
 };
 
 // The linear layers of a transformer block (q|k|v and gate|up share their input).
@@ -75,8 +77,8 @@ class Runner {
   virtual double measure_copy_bandwidth() = 0;
   // Bytes a forward of one token must read from device memory (all weights).
   virtual size_t weight_bytes() const = 0;
-  // Device milliseconds per op family (embed, qkv, attention, ...) of one un-captured forward of
-  // this request, in first-seen order; empty where the backend has no timers.
+  // Device milliseconds per op family (embed, qkv, attention, ...) of one forward of this request
+  // (run for real: its K/V rows are written), in first-seen order; empty where there are no timers.
   virtual std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest&) { return {}; }
 };
 

@@ -214,6 +214,11 @@ class CpuRunner final : public Runner {
     }
     result_.logits = std::span<const float>(logits_.data.data(), size_t(rows) * size_t(vocab));
     result_.argmax = std::span<const int32_t>(argmax_.data(), size_t(rows));
+    // xn holds the final-normed hidden states; hand out a view (valid until the next forward).
+    const int hidden_first = request_->hidden_rows == Rows::Last ? n - 1 : 0;
+    const int hidden_count = request_->hidden_rows == Rows::None ? 0 : n - hidden_first;
+    result_.hidden =
+        std::span<const float>(xn.data.data() + hidden_first * xn.dim, size_t(hidden_count) * size_t(xn.dim));
   }
 
  private:

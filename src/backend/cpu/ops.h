@@ -36,6 +36,14 @@ void attention(const float* q, int64_t q_stride, const float* k_cache, const flo
                std::span<const uint64_t> tree_mask, int heads, int kv_heads, int head_dim, float* out,
                float* scores);
 
+// The general form: the n queries are the last n of the cache rows [0, rows); every query sees the
+// committed rows [0, committed) and row committed + j of the rest when bit j of its mask row is set
+// (mask row t starts at mask + t * mask_stride words). A null mask is causal over [committed, rows).
+// Speculative drafters use it to let new tokens see earlier, uncommitted tree rows.
+void attention_rows(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int committed,
+                    int rows, int n, const uint64_t* mask, int mask_stride, int heads, int kv_heads, int head_dim,
+                    float* out, float* scores);
+
 // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i].
 void swiglu(const float* gate_up, int n, int inter, float* out);
 

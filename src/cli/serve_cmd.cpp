@@ -1,0 +1,111 @@
+// specq serve: an OpenAI-compatible HTTP server over one loaded model (src/server/).
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "core/error.h"
+#include "server/chat_prompt.h"
+#include "server/engine.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+
+namespace specq::cli {
+
+namespace {
+
+// The name /v1/models lists: the model directory's or file's name.
+std::string model_id(const std::string& path) {
+  std::filesystem::path p(path);
+  if (!p.has_filename()) p = p.parent_path();
+  const std::string name = p.filename().string();
+  return name.empty() ? path : name;
+}
+
+// Waits up to 200 ms for SIGINT or SIGTERM (blocked in every thread, so only this wait sees them).
+bool wait_for_signal(const sigset_t& signals) {
+  const timespec timeout{0, 200'000'000};
+  return sigtimedwait(&signals, nullptr, &timeout) > 0;
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto* sub = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with a chat page");
+  auto flags = std::make_shared<SessionFlags>();
+  auto options = std::make_shared<server::ServerOptions>();
+  add_session_flags(*sub, *flags);
+  sub->add_option("--host", options->host, "Address to listen on")->capture_default_str();
+  sub->add_option("--port", options->port, "Port to listen on (0 = any free port)")->capture_default_str();
+  sub->add_option("--api-key", options->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes")
+      ->envname("SPECQ_API_KEY");
+  sub->add_option("--max-queue", options->max_queue, "Requests that may wait for the engine; more get 503")
+      ->capture_default_str();
+  sub->add_option("--max-body-bytes", options->max_body_bytes, "Largest request body; larger ones get 413")
+      ->capture_default_str();
+
+  auto run = [=]() -> int {
+    SPECQ_CHECK(options->port >= 0 && options->port <= 65535, "--port must be in [0, 65535] (got {})", options->port);
+    SPECQ_CHECK(options->max_queue >= 1, "--max-queue must be >= 1");
+    SPECQ_CHECK(options->max_body_bytes >= 1, "--max-body-bytes must be >= 1");
+    // Block the stop signals before any thread starts, so every thread inherits the mask and the
+    // main thread alone receives them through sigtimedwait.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Session session = open_session(*flags);
+    SPECQ_CHECK(session.tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer", flags->model);
+    auto runner = session.make_runner();
+    server::Metrics metrics;
+    server::Engine engine(*runner, *session.tokenizer, session.stop_ids(), options->max_queue, metrics);
+    server::ServerOptions server_options = *options;
+    server_options.model_id = model_id(flags->model);
+    server::HttpServer http(engine, metrics, *session.tokenizer, server::plain_chat_prompt, server_options);
+    const int port = http.bind();
+    fmt::print("specq serve: {} on http://{}:{} (context {} tokens, queue {})\n", server_options.model_id,
+               options->host, port, engine.max_context(), options->max_queue);
+    std::fflush(stdout);
+
+    std::atomic<bool> listener_done{false};
+    std::atomic<bool> listener_failed{false};
+    std::thread listener([&] {
+      listener_failed = !http.run();
+      listener_done = true;
+    });
+    while (!listener_done && !wait_for_signal(signals)) {
+    }
+    if (!listener_done) {
+      fmt::print(stderr, "specq serve: stopping: finishing accepted requests (signal again to cancel them)\n");
+      std::atomic<bool> stopped{false};
+      std::thread stopper([&] {
+        http.shutdown();
+        stopped = true;
+      });
+      bool cancelled = false;
+      while (!stopped) {
+        if (wait_for_signal(signals) && !cancelled) {
+          fmt::print(stderr, "specq serve: cancelling the remaining requests\n");
+          http.cancel_generations();
+          cancelled = true;
+        }
+      }
+      stopper.join();
+    }
+    listener.join();
+    SPECQ_CHECK(!listener_failed, "the listener on {}:{} failed", options->host, port);
+    fmt::print(stderr, "specq serve: stopped\n");
+    return 0;
+  };
+  return {sub, run};
+}
+
+}  // namespace specq::cli
