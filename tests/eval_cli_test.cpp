@@ -129,7 +129,7 @@ TEST(EvalCli, ResumeDoesOnlyTheMissingQuestions) {
   ASSERT_EQ(second.exit_code, 0) << second.err;
   const auto summary = nlohmann::json::parse(second.out);
   EXPECT_EQ(summary["resumed"], 2);
-  EXPECT_EQ(summary["generated"], param.limit);
+  EXPECT_EQ(summary["generated"], 2);
   const auto after = read_lines(out);
   ASSERT_EQ(after.size(), 4u);
   EXPECT_EQ(after[0], before[0]);  // untouched
@@ -153,6 +153,31 @@ TEST(EvalCli, SyntheticModelTakesATokenizerAndTheReportSaysAcceptanceIsMeaningle
   const auto rep = test::run_specq("report --baseline " + out.string());
   ASSERT_EQ(rep.exit_code, 0) << rep.err;
   EXPECT_NE(rep.out.find("meaningless"), std::string::npos) << rep.out;
+}
+
+TEST(EvalCli, SpeculativeRunRecordsStepsAcceptanceAndPhases) {
+  const TempDir dir;
+  const auto ar = dir / "ar.jsonl", spec = dir / "draft.jsonl";
+  const std::string common = "eval --bench mt_bench " + kModel + " " + kData + " --limit 1 --max-new-tokens 16 --warmup 0 --json";
+  ASSERT_EQ(test::run_specq(common + " --out " + ar.string()).exit_code, 0);
+  // The model drafting for itself: greedy drafts are always accepted, six per step plus the bonus token.
+  const auto r = test::run_specq(common + " --spec draft --draft " + test::stories260k() + " --out " + spec.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto record = read_lines(spec)[0];
+  EXPECT_EQ(record["run"]["method"], "draft");
+  const auto& c = record["choices"][0];
+  const int tokens = c["new_tokens"][0].get<int>(), steps = c["decoding_steps"][0].get<int>();
+  EXPECT_LT(steps, tokens - 1);
+  EXPECT_EQ(c["accepted_tokens"][0].get<int>(), 7 * steps);
+  EXPECT_TRUE(c["phase_seconds"][0].contains("draft"));
+  EXPECT_TRUE(c["phase_seconds"][0].contains("verify"));
+  // Same greedy tokens as AR: speculation must not change the answer.
+  EXPECT_EQ(c["turns"], read_lines(ar)[0]["choices"][0]["turns"]);
+  const auto rep = test::run_specq("report --baseline " + ar.string() + " " + spec.string());
+  ASSERT_EQ(rep.exit_code, 0) << rep.err;
+  EXPECT_NE(rep.out.find("| draft | overall | 1 |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("| 7.00 |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("## Time per phase"), std::string::npos) << rep.out;
 }
 
 TEST(EvalCli, DataErrorsAreClear) {

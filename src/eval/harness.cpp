@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -100,7 +101,12 @@ std::vector<int32_t> EvalHarness::prompt_ids(const Question& q, const std::vecto
   // GSM8K is plain text with the tokenizer's BOS (the seed's tokenizer.encode); chat prompts hold their BOS
   // already, so the HumanEval prompt does not get the second BOS the seed gives it (seed-spec 7.3 bug 10).
   const bool add_special = config_.bench == Bench::Gsm8k || format_.encode_with_special_tokens();
-  return tokenizer_.encode(text, add_special);
+  std::vector<int32_t> ids = tokenizer_.encode(text, add_special);
+  // The seed's tokenizer (transformers, current Llama 3 files) adds BOS here; some tokenizer.json files (the
+  // first Llama 3 release, as in ../shared/tokenizers/llama3) have no post-processor that does.
+  const std::optional<int32_t> bos = tokenizer_.bos_id();
+  if (add_special && bos && (ids.empty() || ids.front() != *bos)) ids.insert(ids.begin(), *bos);
+  return ids;
 }
 
 std::string EvalHarness::turn_answer_text(std::span<const int32_t> tokens) const {
