@@ -92,7 +92,7 @@ void expect_lossless(Runner& target, Drafter& drafter, const SamplingOptions& s,
 class SpecSampling : public ::testing::Test {
  protected:
   void SetUp() override {
-    target_model_ = test::toy_model(kVocab, 16, 2, 100, 3.0f);
+    target_model_ = test::toy_model(kVocab, 8, 2, 100, 3.0f);
     draft_model_ = test::truncated(target_model_, 1);  // related but different: accepts and rejects
     target_ = make_cpu_runner(target_model_, small_runner(64));
     draft_ = make_cpu_runner(draft_model_, small_runner(64));
@@ -138,7 +138,7 @@ TEST_F(SpecSampling, TreeIsLossless) {
 
 TEST_F(SpecSampling, CascadeIsLossless) {
   // The target's weights with a flatter LM head: close to the target, not equal to it.
-  Model middle_model = test::toy_model(kVocab, 16, 2, 100, 2.0f);
+  Model middle_model = test::toy_model(kVocab, 8, 2, 100, 2.0f);
   auto middle = make_cpu_runner(middle_model, small_runner(64));
   const SamplingOptions s = plain(5);
   DraftModelDrafter inner(*draft_, 2);

@@ -453,16 +453,18 @@ __global__ void combine_kernel(Params p) {
 
 bool use_decode(const AttentionShape& s) { return s.n * (s.heads / s.kv_heads) <= kDecodeMaxRows; }
 
-// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys; tiles: 2 per
-// SM, their shared-memory limit), no more than the cache has slice grains.
+// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys), no more than
+// the cache has slice grains.
 int splits_for(const AttentionShape& s, int sm_count) {
   if (use_decode(s)) {
     const int wanted = ceil_div(4 * sm_count, s.kv_heads);
     return std::max(1, std::min(std::min(wanted, kDecodeMaxSplits), ceil_div(s.max_rows, kDecodeSliceGrain)));
   }
+  // Tiles: no more slices than one wave holds (2 blocks per SM, the shared-memory limit); a
+  // prefill chunk that fills the wave by itself gets one slice and no merge pass.
   const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), kTile);
   const int blocks = q_tiles * s.kv_heads;
-  const int wanted = ceil_div(2 * sm_count, blocks);
+  const int wanted = std::max(1, 2 * sm_count / blocks);
   return std::max(1, std::min(std::min(wanted, kMaxSplits), ceil_div(s.max_rows, kTile)));
 }
 
