@@ -310,6 +310,7 @@ TEST(Svg, ChartHasABarPerRunAndEscapesText) {
   EXPECT_NE(svg.find("eagle&lt;2&gt;"), std::string::npos);
   EXPECT_NE(svg.find("2.50x"), std::string::npos);
   EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);  // the 1.0 line
+  EXPECT_NE(svg.find("transform=\"rotate(-90"), std::string::npos);  // the y-axis label, upright
   size_t rects = 0;
   for (size_t at = svg.find("<rect"); at != std::string::npos; at = svg.find("<rect", at + 1)) ++rects;
   EXPECT_EQ(rects, 3u);  // background + two bars

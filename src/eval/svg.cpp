@@ -19,9 +19,11 @@ void SvgWriter::line(double x1, double y1, double x2, double y2, std::string_vie
                        x2, y2, xml_escape(stroke), dashed ? " stroke-dasharray=\"5,4\"" : "");
 }
 
-void SvgWriter::text(double x, double y, std::string_view content, double size, std::string_view anchor, bool bold) {
-  body_ += fmt::format("  <text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{:.0f}\" text-anchor=\"{}\"{}>{}</text>\n", x, y,
-                       size, anchor, bold ? " font-weight=\"bold\"" : "", xml_escape(content));
+void SvgWriter::text(double x, double y, std::string_view content, double size, std::string_view anchor, bool bold,
+                     double rotate) {
+  const std::string turn = rotate != 0.0 ? fmt::format(" transform=\"rotate({:.0f} {:.1f} {:.1f})\"", rotate, x, y) : "";
+  body_ += fmt::format("  <text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"{:.0f}\" text-anchor=\"{}\"{}{}>{}</text>\n", x,
+                       y, size, anchor, bold ? " font-weight=\"bold\"" : "", turn, xml_escape(content));
 }
 
 std::string SvgWriter::str() const {
@@ -65,7 +67,7 @@ std::string bar_chart_svg(const std::string& title, const std::string& y_label, 
     svg.line(kLeft, y_of(v), width - kRight, y_of(v), "#e4e4e4");
     svg.text(kLeft - 8, y_of(v) + 4, fmt::format("{:.1f}", v), 11, "end");
   }
-  svg.text(18, kTop + kPlotHeight / 2, y_label, 12, "middle");
+  svg.text(20, kTop + kPlotHeight / 2, y_label, 12, "middle", false, -90);
   static constexpr const char* kColors[] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
                                             "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
   for (size_t i = 0; i < bars.size(); ++i) {

@@ -11,9 +11,9 @@ class SvgWriter {
   SvgWriter(double width, double height);
   void rect(double x, double y, double w, double h, std::string_view fill);
   void line(double x1, double y1, double x2, double y2, std::string_view stroke, bool dashed = false);
-  // anchor: "start", "middle" or "end".
+  // anchor: "start", "middle" or "end"; `rotate` turns the text (degrees) about (x, y).
   void text(double x, double y, std::string_view content, double size = 12, std::string_view anchor = "middle",
-            bool bold = false);
+            bool bold = false, double rotate = 0.0);
   std::string str() const;
 
  private:
