@@ -1,9 +1,12 @@
 // The CLI's contract on bad input: one clear "error:" line on stderr, a non-zero exit, no crash.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace specq {
 namespace {
@@ -68,6 +71,46 @@ TEST(Cli, BenchRunsOnTheCpu) {
   EXPECT_GT(j["gb_per_second"].get<double>(), 0.0);
   EXPECT_GT(j["floor_fraction"].get<double>(), 0.0);
   EXPECT_TRUE(j["forward_ms_by_tokens"].contains("4"));
+}
+
+}  // namespace
+}  // namespace specq
+
+namespace specq {
+namespace {
+
+TEST(CliTokenize, MatchesTheLibraryForTextAndChat) {
+  const std::string input = ::testing::TempDir() + "/tokenize_input.jsonl";
+  {
+    std::ofstream f(input);
+    f << R"({"text": "Hello world, it's 2026!"})" << "\n"
+      << R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]})" << "\n";
+  }
+  const auto r = test::run_specq("tokenize --model " + test::shared_path("tokenizers/llama3") + " --input " + input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  const auto tokenizer = Tokenizer::load(test::shared_path("tokenizers/llama3"));
+  EXPECT_EQ(nlohmann::json::parse(first)["ids"].get<std::vector<int32_t>>(),
+            tokenizer->encode("Hello world, it's 2026!", false));
+  const auto chat = nlohmann::json::parse(second);
+  EXPECT_EQ(chat["ids"].get<std::vector<int32_t>>(), tokenizer->encode(chat["text"].get<std::string>(), false));
+  EXPECT_EQ(chat["ids"][0], 128000);  // <|begin_of_text|> from the template
+}
+
+TEST(CliChat, UsesTheTemplateOverrideAndRejectsModelsWithoutOne) {
+  const std::string base = "generate --model " + test::stories260k() + " --prompt \"Tell a story\" --chat --max-new-tokens 3 --json";
+  const auto with_override = test::run_specq(base + " --chat-template llama2 --system \"Be kind\"");
+  ASSERT_EQ(with_override.exit_code, 0) << with_override.err;
+  const auto plain = test::run_specq("generate --model " + test::stories260k() + " --prompt \"Tell a story\" --max-new-tokens 3 --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  // The template adds [INST] <<SYS>> ... around the text: many more prompt tokens.
+  EXPECT_GT(nlohmann::json::parse(with_override.out)["prompt_tokens"].get<int>(),
+            nlohmann::json::parse(plain.out)["prompt_tokens"].get<int>() + 5);
+  expect_clean_failure(base, "template");
+  expect_clean_failure("generate --model " + test::stories260k() + " --prompt hi --system x", "--system needs --chat");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "io/loader.h"
 #include "model/runner.h"
 #include "test_files.h"
+#include "test_util.h"
 
 namespace specq {
 namespace {
@@ -40,15 +41,6 @@ Reference read_reference(const std::string& name) {
   return r;
 }
 
-double relative_l2(std::span<const float> got, std::span<const float> want) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // One forward of the whole prompt from position 0, with logits for every position.
 ForwardResult prefill_all_rows(Runner& runner, const std::vector<int32_t>& prompt) {
   std::vector<int32_t> positions(prompt.size());
@@ -71,7 +63,7 @@ TEST_P(HfFidelity, LogitsAndGreedyMatchTransformers) {
   const int n = int(ref.prompt.size());
   const ForwardResult out = prefill_all_rows(*runner, ref.prompt);
   ASSERT_EQ(out.logits.size(), ref.logits.size());
-  const double error = relative_l2(out.logits, ref.logits);
+  const double error = test::relative_l2(out.logits, ref.logits);
   std::printf("[ fidelity ] %s: relative L2 error %.3g\n", GetParam().c_str(), error);
   RecordProperty("relative_l2_error", std::to_string(error));
   EXPECT_LT(error, 1e-4);
@@ -98,8 +90,37 @@ TEST(HfFidelitySensitivity, DroppingRopeScalingBreaksTheMatch) {
     ASSERT_NE(model.config.rope_scaling.type, RopeScaling::Type::None) << name;
     model.config.rope_scaling = RopeScaling{};
     auto runner = make_cpu_runner(model, RunnerOptions{});
-    EXPECT_GT(relative_l2(prefill_all_rows(*runner, ref.prompt).logits, ref.logits), 1e-3) << name;
+    EXPECT_GT(test::relative_l2(prefill_all_rows(*runner, ref.prompt).logits, ref.logits), 1e-3) << name;
   }
+}
+
+// Weights are used in place: the only storage is the mapped files themselves (one per shard).
+TEST(HfLoading, WeightsAreZeroCopy) {
+  EXPECT_EQ(load_model((kHfFixtures / "llama3_gqa_f32").string()).storage.size(), 1u);
+  EXPECT_EQ(load_model((kHfFixtures / "qwen2_bias_sharded").string()).storage.size(), 4u);
+}
+
+// safetensors does not align tensors; a float tensor at an odd offset is copied, and still right.
+TEST(HfLoading, MisalignedTensorsAreCopied) {
+  testing::TempDir tmp;
+  const auto dir = testing::copy_fixture("llama3_gqa_f32", tmp.path());
+  const auto file = dir / "model.safetensors";
+  testing::SafetensorsParts parts = testing::split_safetensors(testing::read_file(file));
+  size_t tensors = 0;
+  for (auto& [name, entry] : parts.header.items()) {
+    if (name == "__metadata__") continue;
+    ++tensors;
+    for (auto& offset : entry["data_offsets"]) offset = offset.get<uint64_t>() + 1;
+  }
+  parts.header["a_leading_byte"] = {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}};
+  parts.data.insert(0, 1, '\x7f');
+  testing::write_file(file, testing::safetensors_bytes(parts));
+
+  Model model = load_model(dir.string());
+  EXPECT_EQ(model.storage.size(), 1 + tensors);  // the mapping and one aligned copy per float tensor
+  const Reference ref = read_reference("llama3_gqa_f32");
+  auto runner = make_cpu_runner(model, RunnerOptions{});
+  EXPECT_LT(test::relative_l2(prefill_all_rows(*runner, ref.prompt).logits, ref.logits), 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,

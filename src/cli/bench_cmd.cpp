@@ -88,8 +88,20 @@ Command add_bench(CLI::App& app) {
     const double prefill_tps = double(prompt.size()) / r.prefill_seconds;
 
     nlohmann::json by_tokens = nlohmann::json::object();
-    for (int32_t k : counts)
+    nlohmann::json op_ms_by_tokens = nlohmann::json::object();
+    for (int32_t k : counts) {
       by_tokens[std::to_string(k)] = forward_ms(*runner, k, flags->prompt_tokens, flags->repeats, rng);
+      std::vector<int32_t> chain(static_cast<size_t>(k), prompt[0]), chain_positions(static_cast<size_t>(k));
+      std::iota(chain_positions.begin(), chain_positions.end(), flags->prompt_tokens);
+      ForwardRequest request;
+      request.tokens = chain;
+      request.positions = chain_positions;
+      request.cache_len = flags->prompt_tokens;
+      request.logits_rows = ForwardRequest::Rows::All;
+      nlohmann::json ops = nlohmann::json::object();
+      for (const auto& [op, ms] : runner->op_profile(request)) ops[op] = ms;
+      op_ms_by_tokens[std::to_string(k)] = ops;
+    }
 
     // Where one decode step's time goes (device timers around each op family; empty on the CPU).
     std::vector<int32_t> one_token = {prompt[0]};
@@ -117,6 +129,7 @@ Command add_bench(CLI::App& app) {
         {"floor_fraction", tps * floor_ms / 1e3},
         {"forward_ms_by_tokens", by_tokens},
         {"op_ms", op_ms},
+        {"op_ms_by_tokens", op_ms_by_tokens},
     };
     if (flags->json) {
       fmt::print("{}\n", out.dump());
@@ -137,7 +150,7 @@ Command add_bench(CLI::App& app) {
     if (!op_profile.empty()) {
       double total = 0.0;
       for (const auto& entry : op_profile) total += entry.second;
-      fmt::print("one decode step by op (un-captured, device timers): {:.3f} ms\n", total);
+      fmt::print("one decode step by op (device timers around each op): {:.3f} ms\n", total);
       for (const auto& [op, ms] : op_profile) fmt::print("  {:<12} {:>8.3f} ms {:>5.1f}%\n", op, ms, 100.0 * ms / total);
     }
     return 0;

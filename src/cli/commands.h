@@ -13,6 +13,8 @@ struct Command {
 Command add_generate(CLI::App& app);
 Command add_info(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_quantize(CLI::App& app);
 Command add_serve(CLI::App& app);
 
 // "1,2,3" -> ids; "" -> empty. Error on anything that is not a comma-separated integer list.

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "cli/spec_flags.h"
 #include "core/error.h"
 #include "gen/generate.h"
 
@@ -28,6 +29,8 @@ Command add_generate(CLI::App& app) {
   sub->add_option("--top-k", gen->sampling.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
   sub->add_option("--seed", gen->sampling.seed, "Sampling seed")->capture_default_str();
   sub->add_flag("--json", *json, "Print one JSON object instead of streaming text");
+  auto spec = std::make_shared<SpecFlags>();
+  add_spec_flags(*sub, *spec);
 
   auto run = [=]() -> int {
     SPECQ_CHECK(prompt_text->has_value() != prompt_ids->has_value(), "give exactly one of --prompt and --prompt-ids");
@@ -52,7 +55,10 @@ Command add_generate(CLI::App& app) {
         return true;
       };
     }
-    const GenerateResult result = generate(*runner, prompt, *gen, on_token);
+    SpecStats spec_stats;
+    const GenerateResult result = spec->method == "none" ? generate(*runner, prompt, *gen, on_token)
+                                                         : generate_speculative(*spec, session, *runner, prompt,
+                                                                                *gen, on_token, spec_stats);
     if (*json) {
       nlohmann::json out = {
           {"token_ids", result.tokens},
@@ -63,6 +69,7 @@ Command add_generate(CLI::App& app) {
           {"decode_seconds", result.decode_seconds},
           {"tokens_per_second", result.tokens_per_second()},
       };
+      if (spec->method != "none") add_spec_json(out, spec_stats);
       fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       const std::string rest = streamer.finish();

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
       specq::cli::add_generate(app),
       specq::cli::add_info(app),
       specq::cli::add_bench(app),
+      specq::cli::add_tokenize(app),
+      specq::cli::add_quantize(app),
       specq::cli::add_serve(app),
   };
   try {

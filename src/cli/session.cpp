@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "io/loader.h"
+#include "tokenizer/chat_template.h"
 
 namespace specq::cli {
 
@@ -74,8 +75,19 @@ std::vector<int32_t> Session::ids_prompt(const std::string& ids) const {
 std::vector<int32_t> Session::text_prompt(const std::string& text) const {
   SPECQ_CHECK(tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer DIR or use --prompt-ids",
               model.source);
-  SPECQ_CHECK(!flags.chat, "--chat needs a chat template renderer, which this build does not have yet");
-  return tokenizer->encode(text, /*add_special=*/true);
+  if (!flags.chat) {
+    SPECQ_CHECK(flags.system.empty(), "--system needs --chat");
+    return tokenizer->encode(text, /*add_special=*/true);
+  }
+  const ChatTemplateKind kind = resolve_chat_template(
+      *tokenizer, flags.chat_template.empty() ? std::nullopt : std::optional<std::string>(flags.chat_template));
+  std::vector<ChatMessage> messages;
+  if (!flags.system.empty()) messages.push_back({"system", flags.system});
+  messages.push_back({"user", text});
+  // The rendered text carries its own special tokens (as apply_chat_template(tokenize=True) encodes it).
+  const std::string rendered =
+      render_chat(kind, messages, /*add_generation_prompt=*/true, tokenizer->bos_token(), tokenizer->eos_token());
+  return tokenizer->encode(rendered, /*add_special=*/false);
 }
 
 std::string Session::decode(const std::vector<int32_t>& ids) const {

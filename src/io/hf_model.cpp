@@ -3,8 +3,10 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "core/error.h"
+#include "io/gptq_checkpoint.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 
@@ -31,19 +33,34 @@ class TensorSource {
     Weight w;
     w.dtype = t->dtype;
     w.shape = t->shape;
-    w.data = t->data;
-    // The format does not promise alignment (a u8 tensor may precede a float one); backends read
-    // whole elements, so such a tensor gets an aligned copy instead.
-    if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0) {
-      std::shared_ptr<uint8_t[]> copy(new uint8_t[t->nbytes]);
-      std::memcpy(copy.get(), t->data, t->nbytes);
-      w.data = copy.get();
-      model_.storage.push_back(std::shared_ptr<const void>(copy, copy.get()));
-    }
+    w.data = aligned(*t);
     return w;
   }
 
+  // The linear PREFIX: PREFIX.weight, or its GPTQ tensors when the checkpoint quantized it.
+  Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const std::optional<GptqConfig>& gptq) {
+    const TensorLookup lookup = [this](const std::string& name) -> std::optional<StoredTensor> {
+      const SafetensorsTensor* t = checkpoint_.find(name);
+      if (t == nullptr) return std::nullopt;
+      return StoredTensor{t->dtype, t->shape, aligned(*t)};
+    };
+    if (!has_gptq_linear(lookup, prefix)) return take(prefix + ".weight");
+    SPECQ_CHECK(gptq.has_value(), "'{}': tensor {}.qweight is GPTQ-quantized, but neither config.json's "
+                "quantization_config nor quantize_config.json describes the quantization", dir_, prefix);
+    return load_gptq_linear(lookup, prefix, n, k, *gptq);
+  }
+
  private:
+  // The format does not promise alignment (a u8 tensor may precede a float one); backends read
+  // whole elements, so such a tensor gets an aligned copy instead.
+  const void* aligned(const SafetensorsTensor& t) {
+    if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) == 0) return t.data;
+    std::shared_ptr<uint8_t[]> copy(new uint8_t[t.nbytes]);
+    std::memcpy(copy.get(), t.data, t.nbytes);
+    model_.storage.push_back(std::shared_ptr<const void>(copy, copy.get()));
+    return copy.get();
+  }
+
   std::string dir_;
   Model& model_;
   SafetensorsCheckpoint checkpoint_;
@@ -57,6 +74,9 @@ Model load_hf_directory(const std::string& dir) {
   m.config = read_hf_config(dir);
   const ModelConfig& c = m.config;
   TensorSource tensors(dir, m);
+  // GPTQ checkpoints load in place: each linear with a .qweight is quantized, the rest dense.
+  const std::optional<GptqConfig> gptq = read_gptq_config(dir);
+  const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
 
   ModelWeights& w = m.weights;
   w.embed = tensors.take("model.embed_tokens.weight");
@@ -65,10 +85,10 @@ Model load_hf_directory(const std::string& dir) {
     LayerWeights& l = w.layers[size_t(i)];
     const std::string p = fmt::format("model.layers.{}.", i);
     l.attn_norm = tensors.take(p + "input_layernorm.weight");
-    l.wq = tensors.take(p + "self_attn.q_proj.weight");
-    l.wk = tensors.take(p + "self_attn.k_proj.weight");
-    l.wv = tensors.take(p + "self_attn.v_proj.weight");
-    l.wo = tensors.take(p + "self_attn.o_proj.weight");
+    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, gptq);
+    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, gptq);
+    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, gptq);
+    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, gptq);
     if (c.attention_bias) {
       l.bq = tensors.take(p + "self_attn.q_proj.bias");
       l.bk = tensors.take(p + "self_attn.k_proj.bias");
@@ -78,13 +98,13 @@ Model load_hf_directory(const std::string& dir) {
     SPECQ_CHECK(!tensors.has(p + "self_attn.o_proj.bias"), "'{}': tensor {} (an o_proj bias) is not supported", dir,
                 p + "self_attn.o_proj.bias");
     l.ffn_norm = tensors.take(p + "post_attention_layernorm.weight");
-    l.w_gate = tensors.take(p + "mlp.gate_proj.weight");
-    l.w_up = tensors.take(p + "mlp.up_proj.weight");
-    l.w_down = tensors.take(p + "mlp.down_proj.weight");
+    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, gptq);
+    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, gptq);
+    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, gptq);
   }
   w.final_norm = tensors.take("model.norm.weight");
   // As in transformers, tied embeddings win over a stored lm_head.weight.
-  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take("lm_head.weight");
+  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take_linear("lm_head", c.vocab_size, h, gptq);
   m.config.dtype = w.embed.dtype;  // the tensors, not the config's dtype field, decide
 
   try {

@@ -38,6 +38,8 @@ Model load_model(const std::string& path) {
   SPECQ_CHECK(fs::exists(p, ec), "model path '{}' does not exist", path);
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "config.json", ec)) return load_hf_directory(path);
+    SPECQ_CHECK(!fs::exists(p / "model.safetensors", ec) && !fs::exists(p / "model.safetensors.index.json", ec),
+                "'{}' holds safetensors weights but no config.json", path);
     return load_llama2c_directory(p);
   }
   // A file of a Hugging Face directory stands for the directory.

@@ -2,6 +2,7 @@
 // Everything above (generation, speculation) talks to this interface only.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -31,11 +32,25 @@ struct ForwardRequest {
   enum class Rows { None, Last, All };
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
   bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
+  Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
 };
 
 struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
+  std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
+};
+
+// The linear layers of a transformer block (q|k|v and gate|up share their input).
+enum class LinearSlot { Qkv, O, GateUp, Down };
+
+// The input rows of one linear layer during a forward (calibration for quantization).
+struct LinearInput {
+  int layer = 0;
+  LinearSlot slot = LinearSlot::Qkv;
+  const float* rows = nullptr;  // n rows of dim fp32 values
+  int n = 0;
+  int64_t dim = 0;
 };
 
 struct RunnerOptions {
@@ -43,6 +58,8 @@ struct RunnerOptions {
   int max_tokens_per_forward = 0; // largest n; 0 = 512 (prefill is chunked to this)
   int threads = 0;                // CPU threads; 0 = all cores
   DType activation_dtype = DType::F16;  // CUDA only: F16 or BF16
+  // CPU only: sees the input of every block linear before it runs (the quantizer's Hessians).
+  std::function<void(const LinearInput&)> observe_linear_input;
 };
 
 class Runner {
@@ -60,8 +77,8 @@ class Runner {
   virtual double measure_copy_bandwidth() = 0;
   // Bytes a forward of one token must read from device memory (all weights).
   virtual size_t weight_bytes() const = 0;
-  // Device milliseconds per op family (embed, qkv, attention, ...) of one un-captured forward of
-  // this request, in first-seen order; empty where the backend has no timers.
+  // Device milliseconds per op family (embed, qkv, attention, ...) of one forward of this request
+  // (run for real: its K/V rows are written), in first-seen order; empty where there are no timers.
   virtual std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest&) { return {}; }
 };
 

@@ -33,6 +33,14 @@ void for_each_weight(const Model& m, F&& f) {
 
 void expect(const std::string& name, const Weight& w, std::vector<int64_t> shape) {
   SPECQ_CHECK(w.present(), "tensor '{}' is missing", name);
+  if (w.quantized()) {
+    SPECQ_CHECK(shape.size() == 2, "tensor '{}' is quantized ({}), but only matrices of linear layers may be", name,
+                weight_format_name(w.format));
+    SPECQ_CHECK(w.shape == shape, "tensor '{}' has shape [{}], expected [{}]", name, fmt::join(w.shape, ", "),
+                fmt::join(shape, ", "));
+    validate_quantized(name, w, shape[0], shape[1]);
+    return;
+  }
   SPECQ_CHECK(w.shape == shape, "tensor '{}' has shape [{}], expected [{}]", name, fmt::join(w.shape, ", "),
               fmt::join(shape, ", "));
   SPECQ_CHECK(w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16,
@@ -40,7 +48,113 @@ void expect(const std::string& name, const Weight& w, std::vector<int64_t> shape
               dtype_name(w.dtype));
 }
 
+void expect_part(const std::string& name, const char* part, const StoredTensor& t, DType dtype,
+                 std::vector<int64_t> shape) {
+  SPECQ_CHECK(t.present(), "quantized tensor '{}' has no {}", name, part);
+  SPECQ_CHECK(t.dtype == dtype, "quantized tensor '{}': {} has dtype {}, expected {}", name, part, dtype_name(t.dtype),
+              dtype_name(dtype));
+  SPECQ_CHECK(t.shape == shape, "quantized tensor '{}': {} has shape [{}], expected [{}]", name, part,
+              fmt::join(t.shape, ", "), fmt::join(shape, ", "));
+}
+
+void validate_gptq(const std::string& name, const QuantizedWeight& q, int64_t n, int64_t k) {
+  SPECQ_CHECK(q.bits == 4, "quantized tensor '{}': {} bits is not supported (GPTQ weights must be 4-bit)", name,
+              q.bits);
+  SPECQ_CHECK(k % 8 == 0 && n % 8 == 0,
+              "quantized tensor '{}' [{}, {}]: 4-bit packing needs both dimensions to be multiples of 8", name, n, k);
+  SPECQ_CHECK(q.group_size > 0 && k % q.group_size == 0,
+              "quantized tensor '{}': group size {} does not divide its {} inputs", name, q.group_size, k);
+  SPECQ_CHECK(q.zero_offset == 0 || q.zero_offset == 1, "quantized tensor '{}': zero offset {} is neither 0 nor 1",
+              name, q.zero_offset);
+  const int64_t groups = k / q.group_size;
+  expect_part(name, "qweight", q.qweight, DType::I32, {k / 8, n});
+  expect_part(name, "qzeros", q.qzeros, DType::I32, {groups, n / 8});
+  SPECQ_CHECK(q.scales.present(), "quantized tensor '{}' has no scales", name);
+  SPECQ_CHECK(q.scales.dtype == DType::F16 || q.scales.dtype == DType::BF16,
+              "quantized tensor '{}': scales have dtype {}, expected f16 (or bf16)", name, dtype_name(q.scales.dtype));
+  expect_part(name, "scales", q.scales, q.scales.dtype, {groups, n});
+  if (q.g_idx.present()) {
+    expect_part(name, "g_idx", q.g_idx, DType::I32, {k});
+    const auto* g_idx = static_cast<const int32_t*>(q.g_idx.data);
+    for (int64_t i = 0; i < k; ++i) {
+      SPECQ_CHECK(g_idx[i] >= 0 && g_idx[i] < groups, "quantized tensor '{}': g_idx[{}] = {} is outside [0, {})", name,
+                  i, g_idx[i], groups);
+      SPECQ_CHECK(q.act_order || g_idx[i] == i / q.group_size,
+                  "quantized tensor '{}': g_idx[{}] = {} but the weight is not marked act-order (expected {})", name, i,
+                  g_idx[i], i / q.group_size);
+    }
+  } else {
+    SPECQ_CHECK(!q.act_order, "quantized tensor '{}' is act-order but has no g_idx", name);
+  }
+  if (q.sym) {
+    // Kernels for symmetric weights use the fixed zero 2^(bits-1); the stored zeros must agree.
+    const auto* zeros = static_cast<const uint32_t*>(q.qzeros.data);
+    const int64_t words = groups * (n / 8);
+    for (int64_t i = 0; i < words; ++i) {
+      for (int j = 0; j < 8; ++j) {
+        const int zero = int((zeros[i] >> (4 * j)) & 15u) + q.zero_offset;
+        SPECQ_CHECK(zero == 8, "quantized tensor '{}' is symmetric, but the zero point of group {}, output {} is {} "
+                    "(expected 8)", name, i / (n / 8), (i % (n / 8)) * 8 + j, zero);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+std::string_view weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::Dense: return "dense";
+    case WeightFormat::GptqInt4: return "gptq-int4";
+  }
+  return "?";
+}
+
+size_t Weight::nbytes() const {
+  if (quant == nullptr) return size_t(numel()) * dtype_size(dtype);
+  return quant->qweight.nbytes() + quant->qzeros.nbytes() + quant->scales.nbytes() + quant->g_idx.nbytes();
+}
+
+void validate_quantized(const std::string& name, const Weight& w, int64_t n, int64_t k) {
+  SPECQ_CHECK(w.quant != nullptr, "quantized tensor '{}' ({}) has no quantized parts", name,
+              weight_format_name(w.format));
+  switch (w.format) {
+    case WeightFormat::GptqInt4:
+      validate_gptq(name, *w.quant, n, k);
+      return;
+    case WeightFormat::Dense:
+      break;
+  }
+  fail("tensor '{}' has format {}, which is not a quantized format", name, weight_format_name(w.format));
+}
+
+void dequantize_row(const Weight& w, int64_t n, float* out) {
+  const QuantizedWeight& q = *w.quant;
+  const int64_t N = w.rows(), K = w.cols();
+  const auto* qweight = static_cast<const uint32_t*>(q.qweight.data);
+  const auto* qzeros = static_cast<const uint32_t*>(q.qzeros.data);
+  const int zero_shift = int(4 * (n % 8));
+  const int64_t zero_word = n / 8, zero_words_per_group = N / 8;
+  auto group_params = [&](int64_t g, int& zero, float& scale) {
+    zero = int((qzeros[g * zero_words_per_group + zero_word] >> zero_shift) & 15u) + q.zero_offset;
+    scale = load_as_float(q.scales.data, q.scales.dtype, size_t(g * N + n));
+  };
+  auto value = [&](int64_t k) { return int((qweight[(k / 8) * N + n] >> (4 * (k % 8))) & 15u); };
+  int zero = 0;
+  float scale = 0.0f;
+  if (!q.act_order) {
+    for (int64_t g = 0; g < K / q.group_size; ++g) {
+      group_params(g, zero, scale);
+      for (int64_t k = g * q.group_size; k < (g + 1) * q.group_size; ++k) out[k] = float(value(k) - zero) * scale;
+    }
+    return;
+  }
+  const auto* g_idx = static_cast<const int32_t*>(q.g_idx.data);
+  for (int64_t k = 0; k < K; ++k) {
+    group_params(g_idx[k], zero, scale);
+    out[k] = float(value(k) - zero) * scale;
+  }
+}
 
 size_t Model::weight_bytes() const {
   size_t total = 0;

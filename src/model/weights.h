@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/dtype.h"
@@ -11,9 +12,55 @@
 
 namespace specq {
 
-// A dense tensor view. Matrices are nn.Linear layout: shape {out_features, in_features}, row-major.
+// How a Weight's values are stored. The format picks the kernel; the forward never branches on it.
+// Dense is the only format of non-matrix tensors (norms, biases, embeddings). docs/FORMATS.md
+// describes each format exactly, and which formats are planned.
+enum class WeightFormat : uint8_t {
+  Dense,    // dtype/data hold the matrix itself
+  GptqInt4  // AutoGPTQ 4-bit groups with fp16 scales and 4-bit zero points (QuantizedWeight)
+};
+std::string_view weight_format_name(WeightFormat format);
+
+// One stored tensor of a quantized matrix, used in place (owned by Model::storage).
+struct StoredTensor {
+  DType dtype = DType::I32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  bool present() const { return data != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+};
+
+// The parts of a quantized [N, K] matrix, in the checkpoint's own layout (no conversion at load).
+// GptqInt4: value of W[n, k] = (q[k, n] - zero[g, n]) * scale[g, n], g = g_idx[k], where
+//   q[k, n]    = (qweight[k / 8, n] >> 4 * (k % 8)) & 15
+//   zero[g, n] = ((qzeros[g, n / 8] >> 4 * (n % 8)) & 15) + zero_offset
+struct QuantizedWeight {
+  int bits = 4;
+  int group_size = 0;      // inputs per group; K for per-channel (the checkpoint's -1)
+  bool sym = true;         // symmetric: every zero point is 2^(bits-1) (checked at load)
+  int zero_offset = 0;     // 1 for checkpoint_format "gptq" (v1 stores zero - 1), 0 for "gptq_v2"
+  bool act_order = false;  // desc_act: g_idx is a permutation of groups, not k / group_size
+  StoredTensor qweight;    // i32 [K / 8, N]: 8 values along K per word, lowest nibble first
+  StoredTensor qzeros;     // i32 [G, N / 8]: 8 zero points along N per word
+  StoredTensor scales;     // f16 [G, N]
+  StoredTensor g_idx;      // i32 [K], group of each input; absent means k / group_size
+  int64_t groups() const { return scales.shape.empty() ? 0 : scales.shape[0]; }
+  int32_t group_of(int64_t k) const {
+    return g_idx.present() ? static_cast<const int32_t*>(g_idx.data)[k] : int32_t(k / group_size);
+  }
+};
+
+// A tensor view. Matrices are nn.Linear layout: shape {out_features, in_features}, row-major.
+// A quantized matrix keeps that logical shape; its bytes are in `quant`, `data` is null.
 struct Weight {
-  DType dtype = DType::F32;
+  WeightFormat format = WeightFormat::Dense;
+  std::shared_ptr<const QuantizedWeight> quant;  // set iff format != Dense
+  DType dtype = DType::F32;  // Dense: element type; quantized: the dtype its values dequantize to
   std::vector<int64_t> shape;
   const void* data = nullptr;  // host memory owned by Model::storage (mmap or buffer)
   // synthetic: models: no bytes yet, values are synthetic_value(seed, i, offset, scale) (core/synthetic_rng.h),
@@ -22,13 +69,15 @@ struct Weight {
   uint64_t seed = 0;
   float offset = 0.0f, scale = 0.0f;
 
-  bool present() const { return data != nullptr || synthetic; }
+  bool present() const { return data != nullptr || synthetic || quant != nullptr; }
+  bool quantized() const { return format != WeightFormat::Dense; }
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
   }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  // Bytes stored (for a quantized matrix: all its parts).
+  size_t nbytes() const;
   int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
   int64_t cols() const { return shape.size() < 2 ? 1 : shape[1]; }
 };
@@ -64,5 +113,12 @@ struct Model {
 // Checks every weight's presence, shape and dtype against the config; throws Error naming the tensor
 // by its Hugging Face name (model.layers.0.self_attn.q_proj.weight), whatever format it came from.
 void validate_weights(const Model& model);
+
+// Checks a quantized matrix of logical shape [n, k]: its format's parameters and the shapes and
+// dtypes of its parts; throws Error naming `name` and what is inconsistent.
+void validate_quantized(const std::string& name, const Weight& w, int64_t n, int64_t k);
+
+// Dequantizes row n (output feature n) of a quantized matrix into k fp32 values, exactly.
+void dequantize_row(const Weight& w, int64_t n, float* out);
 
 }  // namespace specq

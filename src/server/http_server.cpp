@@ -133,7 +133,7 @@ struct Reply {
   ResponseHeader header;
   bool include_usage = false;
   bool first_chunk = true;
-  std::string text;  // non-streamed: the answer so far
+  std::vector<std::string> pieces;  // non-streamed: the answer so far
 };
 
 }  // namespace
@@ -304,12 +304,13 @@ struct HttpServer::Impl {
   // One turn of a streamed reply: send what the engine produced since the last turn.
   // Returning false drops the connection (the releaser then cancels the job).
   bool stream_step(Reply& reply, httplib::DataSink& sink) {
-    std::string text;
-    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, text);
+    std::vector<std::string> pieces;
+    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, pieces);
     if (!sink.is_writable()) return false;
     std::string out;
-    if (!text.empty() || (reply.first_chunk && reply.endpoint == Endpoint::kChat)) {
-      out += sse_event(text_chunk(reply.endpoint, reply.header, text, reply.first_chunk));
+    if (reply.first_chunk && reply.endpoint == Endpoint::kChat && pieces.empty()) pieces.emplace_back();
+    for (const std::string& piece : pieces) {
+      out += sse_event(text_chunk(reply.endpoint, reply.header, piece, reply.first_chunk));
       reply.first_chunk = false;
     }
     if (summary) {
@@ -331,12 +332,13 @@ struct HttpServer::Impl {
 
   // One turn of a whole (non-streamed) reply: wait, checking the client is still there, then send all.
   bool whole_step(Reply& reply, httplib::DataSink& sink) {
-    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, reply.text);
+    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, reply.pieces);
     if (!summary) return sink.is_writable();
     // The 200 status is already on the wire; a generation that did not finish can only be cut off.
     if (summary->end == JobEnd::kCancelled || summary->end == JobEnd::kError) return false;
-    const std::string body =
-        dump(completion_response(reply.endpoint, reply.header, outcome_of(*summary, std::move(reply.text))));
+    std::string text;
+    for (const std::string& piece : reply.pieces) text += piece;
+    const std::string body = dump(completion_response(reply.endpoint, reply.header, outcome_of(*summary, text)));
     if (!sink.write(body.data(), body.size())) return false;
     sink.done();
     return true;

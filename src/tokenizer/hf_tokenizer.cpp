@@ -163,21 +163,7 @@ class ReplaceNormalizer : public NormalizerStep {
 class StripNormalizer : public NormalizerStep {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
-  void apply(std::string& text) const override {
-    size_t begin = 0, end = text.size();
-    while (left_ && begin < end) {
-      const size_t length = utf8::char_length(static_cast<unsigned char>(text[begin]));
-      if (!is_unicode_whitespace(utf8::decode_at(text, begin))) break;
-      begin += length;
-    }
-    while (right_ && end > begin) {
-      size_t start = end - 1;
-      while (start > begin && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
-      if (!is_unicode_whitespace(utf8::decode_at(text, start))) break;
-      end = start;
-    }
-    text = text.substr(begin, end - begin);
-  }
+  void apply(std::string& text) const override { text = std::string(utf8::trim(text, is_unicode_whitespace, left_, right_)); }
 
  private:
   bool left_, right_;

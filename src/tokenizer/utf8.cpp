@@ -99,6 +99,18 @@ void append(std::string& out, char32_t code_point) {
   }
 }
 
+std::string_view trim(std::string_view text, bool (*is_space)(char32_t), bool left, bool right) {
+  size_t begin = 0, end = text.size();
+  while (left && begin < end && is_space(decode_at(text, begin))) begin += char_length(static_cast<unsigned char>(text[begin]));
+  while (right && end > begin) {
+    size_t start = end - 1;
+    while (start > begin && is_continuation(static_cast<unsigned char>(text[start]))) --start;
+    if (!is_space(decode_at(text, start))) break;
+    end = start;
+  }
+  return text.substr(begin, end - begin);
+}
+
 std::string lossy(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size());

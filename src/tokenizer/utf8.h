@@ -32,6 +32,9 @@ void append(std::string& out, char32_t code_point);
 // Like Rust's String::from_utf8_lossy (what HF uses): each maximal invalid subsequence becomes one U+FFFD.
 std::string lossy(std::string_view bytes);
 
+// `text` without the leading (if `left`) and trailing (if `right`) characters for which is_space is true.
+std::string_view trim(std::string_view text, bool (*is_space)(char32_t), bool left = true, bool right = true);
+
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";
 
 }  // namespace specq::utf8

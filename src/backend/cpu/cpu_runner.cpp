@@ -23,6 +23,8 @@ struct CpuAct {
 
 // A linear layer as one or more weights whose outputs sit side by side (q|k|v, gate|up).
 struct CpuLinear {
+  int layer = -1;  // -1: the LM head
+  LinearSlot slot = LinearSlot::Qkv;
   std::vector<const Weight*> parts;
   std::vector<float> bias;  // concatenated, empty if none
 };
@@ -35,6 +37,7 @@ class CpuRunner final : public Runner {
     const ModelConfig& c = config_;
     if (options.threads > 0) omp_set_num_threads(options.threads);
     threads_ = omp_get_max_threads();
+    observe_ = options.observe_linear_input;
     max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
     max_tokens_ = options.max_tokens_per_forward > 0 ? options.max_tokens_per_forward : 512;
     max_tokens_ = std::min(max_tokens_, max_context_);
@@ -51,16 +54,16 @@ class CpuRunner final : public Runner {
       Layer& layer = layers_[size_t(l)];
       layer.attn_norm = to_vec(lw.attn_norm);
       layer.ffn_norm = to_vec(lw.ffn_norm);
-      layer.qkv.parts = {&lw.wq, &lw.wk, &lw.wv};
+      layer.qkv = {l, LinearSlot::Qkv, {&lw.wq, &lw.wk, &lw.wv}, {}};
       if (c.attention_bias) {
         for (const Weight* b : {&lw.bq, &lw.bk, &lw.bv}) {
           const std::vector<float> v = to_vec(*b);
           layer.qkv.bias.insert(layer.qkv.bias.end(), v.begin(), v.end());
         }
       }
-      layer.wo.parts = {&lw.wo};
-      layer.gate_up.parts = {&lw.w_gate, &lw.w_up};
-      layer.down.parts = {&lw.w_down};
+      layer.wo = {l, LinearSlot::O, {&lw.wo}, {}};
+      layer.gate_up = {l, LinearSlot::GateUp, {&lw.w_gate, &lw.w_up}, {}};
+      layer.down = {l, LinearSlot::Down, {&lw.w_down}, {}};
       layer.k_cache.assign(size_t(max_context_) * size_t(c.kv_dim()), 0.0f);
       layer.v_cache.assign(size_t(max_context_) * size_t(c.kv_dim()), 0.0f);
     }
@@ -163,6 +166,7 @@ class CpuRunner final : public Runner {
   }
 
   void linear(const CpuLinear& lin, const CpuAct& in, CpuAct& out, int n) {
+    if (observe_ && lin.layer >= 0) observe_({lin.layer, lin.slot, in.data.data(), n, in.dim});
     int64_t column = 0;
     for (const Weight* part : lin.parts) {
       cpu::linear(in.data.data(), n, *part, lin.bias.empty() ? nullptr : lin.bias.data() + column,
@@ -210,6 +214,11 @@ class CpuRunner final : public Runner {
     }
     result_.logits = std::span<const float>(logits_.data.data(), size_t(rows) * size_t(vocab));
     result_.argmax = std::span<const int32_t>(argmax_.data(), size_t(rows));
+    // xn holds the final-normed hidden states; hand out a view (valid until the next forward).
+    const int hidden_first = request_->hidden_rows == Rows::Last ? n - 1 : 0;
+    const int hidden_count = request_->hidden_rows == Rows::None ? 0 : n - hidden_first;
+    result_.hidden =
+        std::span<const float>(xn.data.data() + hidden_first * xn.dim, size_t(hidden_count) * size_t(xn.dim));
   }
 
  private:
@@ -221,6 +230,7 @@ class CpuRunner final : public Runner {
 
   Model& model_;
   ModelConfig config_;
+  std::function<void(const LinearInput&)> observe_;
   int threads_ = 1;
   int max_context_ = 0;
   int max_tokens_ = 0;

@@ -100,7 +100,7 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const int64_t N = w.rows(), K = w.cols();
   const size_t esize = dtype_size(w.dtype);
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const bool convert = w.dtype != DType::F32;
+  const bool convert = w.dtype != DType::F32;  // dense fp16/bf16 rows are converted first
   const int64_t work = N * K * n;
 #pragma omp parallel if (work >= kParallelWork)
   {
@@ -108,7 +108,10 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < N; ++o) {
       const float* row;
-      if (convert) {
+      if (w.quantized()) {
+        dequantize_row(w, o, row_buffer);  // fp32 math on exactly the format's values
+        row = row_buffer;
+      } else if (convert) {
         to_float(base + size_t(o) * size_t(K) * esize, w.dtype, K, row_buffer);
         row = row_buffer;
       } else {
@@ -141,11 +144,19 @@ void rope(float* vec, int64_t stride, int n, int heads, int head_dim, const int3
 void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int cache_len, int n,
                std::span<const uint64_t> tree_mask, int heads, int kv_heads, int head_dim, float* out,
                float* scores) {
+  attention_rows(q, q_stride, k_cache, v_cache, cache_len, cache_len + n, n,
+                 tree_mask.empty() ? nullptr : tree_mask.data(), mask_words(n), heads, kv_heads, head_dim, out,
+                 scores);
+}
+
+void attention_rows(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int committed,
+                    int rows, int n, const uint64_t* mask, int mask_stride, int heads, int kv_heads, int head_dim,
+                    float* out, float* scores) {
   const int group = heads / kv_heads;
   const int64_t kv_dim = int64_t(kv_heads) * head_dim;
-  const int total = cache_len + n;
+  const int total = rows;
+  const int first_query = rows - n - committed;  // the first query's index among the uncommitted rows
   const float scale = 1.0f / std::sqrt(float(head_dim));
-  const int words = mask_words(n);
   const int64_t work = int64_t(n) * heads * total * head_dim;
 #pragma omp parallel for collapse(2) schedule(static) if (work >= kParallelWork)
   for (int t = 0; t < n; ++t) {
@@ -153,13 +164,13 @@ void attention(const float* q, int64_t q_stride, const float* k_cache, const flo
       float* s = scores + int64_t(omp_get_thread_num()) * total;
       const float* qh = q + t * q_stride + int64_t(h) * head_dim;
       const int64_t kv_off = int64_t(h / group) * head_dim;
-      auto visible = [&](int j) {  // new token j as seen from new token t
-        if (tree_mask.empty()) return j <= t;
-        return ((tree_mask[size_t(t) * words + size_t(j / 64)] >> (j % 64)) & 1u) != 0;
+      auto visible = [&](int j) {  // uncommitted row committed + j as seen from query t
+        if (mask == nullptr) return j <= first_query + t;
+        return ((mask[size_t(t) * size_t(mask_stride) + size_t(j / 64)] >> (j % 64)) & 1u) != 0;
       };
       float max_score = -std::numeric_limits<float>::infinity();
       for (int r = 0; r < total; ++r) {
-        if (r >= cache_len && !visible(r - cache_len)) {
+        if (r >= committed && !visible(r - committed)) {
           s[r] = -std::numeric_limits<float>::infinity();
           continue;
         }

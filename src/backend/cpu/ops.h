@@ -17,8 +17,9 @@ void rmsnorm(const float* x, const float* w, float eps, float* out, int n, int d
 void add_rmsnorm(float* x, const float* delta, const float* w, float eps, float* out, int n, int dim);
 
 // out[t * out_stride + o] = sum_k in[t * K + k] * W[o, k] (+ bias[o]) for the n rows of `in`.
-// W is [N, K] of any floating dtype. Rows of W are split over threads; scratch holds
-// omp_get_max_threads() * K floats for converting fp16/bf16 rows.
+// W is [N, K] of any floating dtype, or quantized (each row dequantized exactly, then fp32 math).
+// Rows of W are split over threads; scratch holds omp_get_max_threads() * K floats for
+// converting fp16/bf16 or dequantizing rows.
 void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
             float* scratch);
 
@@ -34,6 +35,14 @@ void rope(float* vec, int64_t stride, int n, int heads, int head_dim, const int3
 void attention(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int cache_len, int n,
                std::span<const uint64_t> tree_mask, int heads, int kv_heads, int head_dim, float* out,
                float* scores);
+
+// The general form: the n queries are the last n of the cache rows [0, rows); every query sees the
+// committed rows [0, committed) and row committed + j of the rest when bit j of its mask row is set
+// (mask row t starts at mask + t * mask_stride words). A null mask is causal over [committed, rows).
+// Speculative drafters use it to let new tokens see earlier, uncommitted tree rows.
+void attention_rows(const float* q, int64_t q_stride, const float* k_cache, const float* v_cache, int committed,
+                    int rows, int n, const uint64_t* mask, int mask_stride, int heads, int kv_heads, int head_dim,
+                    float* out, float* scores);
 
 // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i].
 void swiglu(const float* gate_up, int n, int inter, float* out);

@@ -1,8 +1,11 @@
 // Attention of n new queries against the KV cache, with an arbitrary tree mask among the new tokens
-// and split-K over the cache (flash-decoding): one kernel serves decode (n = 1), tree verification
-// (n <= 256) and causal prefill chunks.
+// and split-K over the cache (flash-decoding). Two kernels:
+//  * decode_kernel, for at most 8 query rows per KV head (decode, small trees): CUDA cores, each
+//    half-warp streams one key row at a time with 16-byte loads; memory-bound, so it only has to
+//    keep enough loads in flight;
+//  * tile_kernel, for everything larger (tree verification, prefill chunks): tensor cores.
 //
-// A block owns one KV head, a tile of 64 query rows of that head's group (row = token * group +
+// tile_kernel: a block owns one KV head, a tile of 64 query rows of that head's group (row = token * group +
 // head-in-group, so each K/V tile loaded serves every query head that shares it) and one slice of
 // the cache. It walks the slice in 64-row tiles: S = Q K^T and O += P V on tensor cores (WMMA,
 // fp32 accumulation), online softmax in fp32 between them. With several slices, partial (m, l, O)
@@ -26,7 +29,7 @@ constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 32;
 
 struct Layout {  // shared-memory carve-up, leading dimensions padded against bank conflicts
-  int head_dim, ld_qkv, ld_o;
+  int head_dim, ld_qkv, ld_o;  // head_dim rounded up to 16 (the MMA depth); pad columns are zero
   static constexpr int ld_s = kTile + 4, ld_p = kTile + 8;
   __host__ __device__ size_t q() const { return 0; }
   __host__ __device__ size_t k() const { return q() + size_t(kTile) * ld_qkv * 2; }
@@ -37,7 +40,10 @@ struct Layout {  // shared-memory carve-up, leading dimensions padded against ba
   __host__ __device__ size_t bytes() const { return o() + size_t(kTile) * ld_o * 4; }
 };
 
-__host__ __device__ Layout layout_for(int head_dim) { return Layout{head_dim, head_dim + 8, head_dim + 4}; }
+__host__ __device__ Layout layout_for(int head_dim) {
+  const int padded = (head_dim + 15) / 16 * 16;
+  return Layout{padded, padded + 8, padded + 4};
+}
 
 struct Params {
   const void* qkv;
@@ -61,20 +67,37 @@ __device__ __forceinline__ bool visible(int key, int token, int cache_len, int n
 }
 
 // Copies 64 rows x head_dim of a [rows, stride] matrix into shared memory; rows past `valid` are zero.
+// Columns from head_dim up to the padded width are written as zeros. All of a thread's 16-byte
+// loads of both tiles are issued before any is stored, so their latencies overlap.
+constexpr int kVectorsPerThread = kTile * (kMaxHeadDim / 8) / kThreads;
+
 template <typename T>
-__device__ __forceinline__ void load_tile(T* dst, int ld, const T* src, int64_t stride, int valid, int head_dim) {
-  const int vectors = head_dim / 8;
-  for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
+__device__ __forceinline__ void load_kv_tiles(T* k_dst, T* v_dst, int ld, const T* k_src, const T* v_src,
+                                              int64_t stride, int valid, int head_dim, int padded) {
+  const int vectors = padded / 8;
+  uint4 k[kVectorsPerThread], v[kVectorsPerThread];
+#pragma unroll
+  for (int j = 0; j < kVectorsPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
     const int r = i / vectors, c = (i % vectors) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < valid) v = *reinterpret_cast<const uint4*>(src + r * stride + c);
-    *reinterpret_cast<uint4*>(dst + r * ld + c) = v;
+    const bool ok = i < kTile * vectors && r < valid && c < head_dim;
+    k[j] = ok ? *reinterpret_cast<const uint4*>(k_src + r * stride + c) : make_uint4(0, 0, 0, 0);
+    v[j] = ok ? *reinterpret_cast<const uint4*>(v_src + r * stride + c) : make_uint4(0, 0, 0, 0);
+  }
+#pragma unroll
+  for (int j = 0; j < kVectorsPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i >= kTile * vectors) break;
+    const int r = i / vectors, c = (i % vectors) * 8;
+    *reinterpret_cast<uint4*>(k_dst + r * ld + c) = k[j];
+    *reinterpret_cast<uint4*>(v_dst + r * ld + c) = v[j];
   }
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
   using namespace nvcuda;
+  chain_start();
   extern __shared__ __align__(16) unsigned char smem[];
   const Layout lay = layout_for(p.head_dim);
   T* sq = reinterpret_cast<T*>(smem + lay.q());
@@ -85,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
   float* so = reinterpret_cast<float*>(smem + lay.o());
 
   const int q_tile = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
-  const int hd = p.head_dim, group = p.group, n = p.n;
+  const int hd = p.head_dim, hd_pad = lay.head_dim, group = p.group, n = p.n;
   const int kv_dim = p.kv_heads * hd;
   const int64_t qkv_stride = int64_t(p.kv_heads) * group * hd + 2 * kv_dim;
   const int cache_len = *p.step.cache_len;
@@ -102,15 +125,26 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
 
   // Q tile: row r is token (row0 + r) / group, head kv_head * group + (row0 + r) % group.
   const T* qkv = static_cast<const T*>(p.qkv);
-  for (int i = threadIdx.x; i < kTile * (hd / 8); i += kThreads) {
-    const int r = i / (hd / 8), c = (i % (hd / 8)) * 8;
-    const int row = row0 + r;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row < p.q_rows) {
-      const int token = row / group, head = kv_head * group + row % group;
-      v = *reinterpret_cast<const uint4*>(qkv + token * qkv_stride + int64_t(head) * hd + c);
+  {
+    uint4 q[kVectorsPerThread];
+#pragma unroll
+    for (int j = 0; j < kVectorsPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
+      const int row = row0 + r;
+      q[j] = make_uint4(0, 0, 0, 0);
+      if (i < kTile * (hd_pad / 8) && row < p.q_rows && c < hd) {
+        const int token = row / group, head = kv_head * group + row % group;
+        q[j] = *reinterpret_cast<const uint4*>(qkv + token * qkv_stride + int64_t(head) * hd + c);
+      }
     }
-    *reinterpret_cast<uint4*>(sq + r * lay.ld_qkv + c) = v;
+#pragma unroll
+    for (int j = 0; j < kVectorsPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i >= kTile * (hd_pad / 8)) break;
+      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
+      *reinterpret_cast<uint4*>(sq + r * lay.ld_qkv + c) = q[j];
+    }
   }
   for (int i = threadIdx.x; i < kTile * lay.ld_o; i += kThreads) so[i] = 0.0f;
 
@@ -126,15 +160,15 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
   const T* v_cache = static_cast<const T*>(p.v_cache) + int64_t(kv_head) * hd;
   for (int key0 = key_begin; key0 < key_stop; key0 += kTile) {
     __syncthreads();  // previous tile's K/V fully used (and Q/O initialised on the first pass)
-    load_tile(sk, lay.ld_qkv, k_cache + int64_t(key0) * kv_dim, kv_dim, key_stop - key0, hd);
-    load_tile(sv, lay.ld_qkv, v_cache + int64_t(key0) * kv_dim, kv_dim, key_stop - key0, hd);
+    load_kv_tiles(sk, sv, lay.ld_qkv, k_cache + int64_t(key0) * kv_dim, v_cache + int64_t(key0) * kv_dim, kv_dim,
+                  key_stop - key0, hd, hd_pad);
     __syncthreads();
 
     // S[16 rows of this warp][64 keys] = Q K^T
     for (int c = 0; c < kTile / 16; ++c) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::fill_fragment(acc, 0.0f);
-      for (int kk = 0; kk < hd; kk += 16) {
+      for (int kk = 0; kk < hd_pad; kk += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
         wmma::load_matrix_sync(a, sq + warp * 16 * lay.ld_qkv + kk, lay.ld_qkv);
@@ -173,13 +207,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
       l = l * alpha + sum;
       m = m_new;
       float* orow = so + my_row * lay.ld_o;
-      for (int c = my_half; c < hd; c += 2) orow[c] *= alpha;
+      for (int c = my_half; c < hd_pad; c += 2) orow[c] *= alpha;
       any = true;
     }
     __syncwarp();
 
     // O[16 rows of this warp] += P V
-    for (int c = 0; c < hd / 16; ++c) {
+    for (int c = 0; c < hd_pad / 16; ++c) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::load_matrix_sync(acc, so + warp * 16 * lay.ld_o + c * 16, lay.ld_o, wmma::mem_row_major);
       for (int kk = 0; kk < kTile; kk += 16) {
@@ -214,34 +248,193 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
   }
 }
 
-// Merges the slices of one (kv head, query row): block per pair, thread per output element.
-template <typename T>
-__global__ void combine_kernel(Params p) {
-  const int row = blockIdx.x, kv_head = blockIdx.y;
-  const int hd = p.head_dim;
-  float m_max = -FLT_MAX;
-  for (int s = 0; s < p.splits; ++s) {
-    const int64_t slot = (int64_t(s) * p.kv_heads + kv_head) * p.q_rows + row;
-    if (p.part_ml[slot * 2 + 1] > 0.0f) m_max = fmaxf(m_max, p.part_ml[slot * 2]);
+// ---- decode_kernel: few query rows, CUDA cores ----
+constexpr int kDecodeMaxRows = 8;
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeKeysPerStep = kDecodeWarps * 2;  // each half-warp takes one key row
+constexpr int kDecodeUnroll = 8;                        // key rows per half-warp loaded before use
+constexpr int kDecodeMaxSplits = 64;
+constexpr int kDecodeSliceGrain = kDecodeKeysPerStep * kDecodeUnroll;
+
+// grid (kv_heads, splits). Lane l of a half-warp holds head dims [8 (l % 16), +8); q rows for
+// those dims, and the running (max, sum, 8-dim output) of the keys its half-warp has seen.
+template <typename T, int ROWS>
+__global__ void __launch_bounds__(kDecodeWarps * 32) decode_kernel(Params p) {
+  chain_start();
+  const int kv_head = blockIdx.x, split = blockIdx.y;
+  const int hd = p.head_dim, group = p.group, n = p.n;
+  const int kv_dim = p.kv_heads * hd;
+  const int64_t qkv_stride = int64_t(p.kv_heads) * group * hd + 2 * kv_dim;
+  const int cache_len = *p.step.cache_len;
+  const bool has_mask = *p.step.has_mask != 0;
+  const int words = mask_words(n);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int half = lane / 16, dim0 = (lane % 16) * 8;
+  const bool dims_valid = dim0 < hd;
+
+  const int key_end = cache_len + n;
+  const int slice = ((key_end + p.splits - 1) / p.splits + kDecodeSliceGrain - 1) / kDecodeSliceGrain *
+                    kDecodeSliceGrain;
+  const int key_begin = split * slice;
+  const int key_stop = min(key_end, key_begin + slice);
+
+  const T* qkv = static_cast<const T*>(p.qkv);
+  float q[ROWS][8];
+  int token[ROWS];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const int row = min(r, p.q_rows - 1);
+    token[r] = row / group;
+    const int head = kv_head * group + row % group;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (dims_valid) v = *reinterpret_cast<const uint4*>(qkv + token[r] * qkv_stride + int64_t(head) * hd + dim0);
+    unpack8<T>(v, q[r]);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) q[r][i] *= p.scale;
   }
-  const int token = row / p.group, head = kv_head * p.group + row % p.group;
-  T* out = static_cast<T*>(p.out) + int64_t(token) * p.kv_heads * p.group * hd + int64_t(head) * hd;
-  for (int c = threadIdx.x; c < hd; c += blockDim.x) {
-    float total = 0.0f, acc = 0.0f;
-    for (int s = 0; s < p.splits; ++s) {
-      const int64_t slot = (int64_t(s) * p.kv_heads + kv_head) * p.q_rows + row;
-      const float l = p.part_ml[slot * 2 + 1];
-      if (l <= 0.0f) continue;
-      const float w = expf(p.part_ml[slot * 2] - m_max);
-      total += w * l;
-      acc += w * p.part_o[slot * hd + c];
+  float m[ROWS], l[ROWS], acc[ROWS][8];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    m[r] = -FLT_MAX;
+    l[r] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[r][i] = 0.0f;
+  }
+
+  const T* k_cache = static_cast<const T*>(p.k_cache) + int64_t(kv_head) * hd + dim0;
+  const T* v_cache = static_cast<const T*>(p.v_cache) + int64_t(kv_head) * hd + dim0;
+  for (int base = key_begin; base < key_stop; base += kDecodeSliceGrain) {
+    uint4 kv[kDecodeUnroll], vv[kDecodeUnroll];
+    int keys[kDecodeUnroll];
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      keys[u] = base + u * kDecodeKeysPerStep + warp * 2 + half;
+      const bool ok = keys[u] < key_stop && dims_valid;
+      kv[u] = ok ? *reinterpret_cast<const uint4*>(k_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
+      vv[u] = ok ? *reinterpret_cast<const uint4*>(v_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
     }
-    out[c] = from_f32<T>(total > 0.0f ? acc / total : 0.0f);
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      float kf[8], vf[8];
+      unpack8<T>(kv[u], kf);
+      unpack8<T>(vv[u], vf);
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) s = fmaf(q[r][i], kf[i], s);
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);  // within the half-warp
+        const bool ok = keys[u] < key_stop && r < p.q_rows &&
+                        visible(keys[u], token[r], cache_len, n, has_mask, p.step.mask, words);
+        if (!ok) continue;
+        const float m_new = fmaxf(m[r], s);
+        const float alpha = expf(m[r] - m_new), e = expf(s - m_new);  // m = -FLT_MAX first: alpha = 0
+        l[r] = l[r] * alpha + e;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[r][i] = fmaf(acc[r][i], alpha, e * vf[i]);
+        m[r] = m_new;
+      }
+    }
+  }
+
+  // Merge the 8 half-warps' states, then write the output (one slice) or the slice's partial.
+  __shared__ float s_m[kDecodeWarps * 2][ROWS], s_l[kDecodeWarps * 2][ROWS];
+  __shared__ float s_acc[kDecodeWarps * 2][ROWS][kMaxHeadDim];
+  const int hw = warp * 2 + half;
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    if (lane % 16 == 0) {
+      s_m[hw][r] = m[r];
+      s_l[hw][r] = l[r];
+    }
+    if (dims_valid)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s_acc[hw][r][dim0 + i] = acc[r][i];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < p.q_rows * hd; i += blockDim.x) {
+    const int r = i / hd, d = i % hd;
+    float m_max = -FLT_MAX;
+    for (int h = 0; h < kDecodeWarps * 2; ++h)
+      if (s_l[h][r] > 0.0f) m_max = fmaxf(m_max, s_m[h][r]);
+    float total = 0.0f, out = 0.0f;
+    for (int h = 0; h < kDecodeWarps * 2; ++h) {
+      if (s_l[h][r] <= 0.0f) continue;
+      const float w = expf(s_m[h][r] - m_max);
+      total += w * s_l[h][r];
+      out += w * s_acc[h][r][d];
+    }
+    if (p.splits == 1) {
+      const int t = r / group, head = kv_head * group + r % group;
+      T* dst = static_cast<T*>(p.out) + int64_t(t) * p.kv_heads * group * hd + int64_t(head) * hd;
+      dst[d] = from_f32<T>(total > 0.0f ? out / total : 0.0f);
+    } else {
+      const int64_t slot = (int64_t(split) * p.kv_heads + kv_head) * p.q_rows + r;
+      p.part_o[slot * hd + d] = out;
+      if (d == 0) {
+        p.part_ml[slot * 2] = m_max;
+        p.part_ml[slot * 2 + 1] = total;
+      }
+    }
   }
 }
 
-// Slices: enough blocks to fill the GPU twice over, no more than the cache has 64-row tiles.
+// Merges the slices of one (kv head, query row): the first warp turns the slices' (max, sum) into
+// weights (loads in parallel, not one slice after another), then each thread sums one output dim
+// over the slices with independent, unrolled loads.
+constexpr int kMaxAnySplits = kDecodeMaxSplits > kMaxSplits ? kDecodeMaxSplits : kMaxSplits;
+
+template <typename T>
+__global__ void combine_kernel(Params p) {
+  chain_start();
+  const int row = blockIdx.x, kv_head = blockIdx.y;
+  const int hd = p.head_dim;
+  const int64_t slot_stride = int64_t(p.kv_heads) * p.q_rows;
+  const int64_t slot0 = int64_t(kv_head) * p.q_rows + row;
+  __shared__ float weight[kMaxAnySplits];
+  __shared__ float inv_total;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    float m_max = -FLT_MAX;
+    for (int s = lane; s < p.splits; s += 32) {
+      const int64_t slot = slot0 + s * slot_stride;
+      if (p.part_ml[slot * 2 + 1] > 0.0f) m_max = fmaxf(m_max, p.part_ml[slot * 2]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m_max = fmaxf(m_max, __shfl_xor_sync(0xffffffffu, m_max, o));
+    float total = 0.0f;
+    for (int s = lane; s < p.splits; s += 32) {
+      const int64_t slot = slot0 + s * slot_stride;
+      const float l = p.part_ml[slot * 2 + 1];
+      const float w = l > 0.0f ? expf(p.part_ml[slot * 2] - m_max) : 0.0f;
+      weight[s] = w;
+      total += w * l;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+    if (lane == 0) inv_total = total > 0.0f ? 1.0f / total : 0.0f;
+  }
+  __syncthreads();
+  const int token = row / p.group, head = kv_head * p.group + row % p.group;
+  T* out = static_cast<T*>(p.out) + int64_t(token) * p.kv_heads * p.group * hd + int64_t(head) * hd;
+  for (int c = threadIdx.x; c < hd; c += blockDim.x) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < p.splits; ++s) acc = fmaf(weight[s], p.part_o[(slot0 + s * slot_stride) * hd + c], acc);
+    out[c] = from_f32<T>(acc * inv_total);
+  }
+}
+
+bool use_decode(const AttentionShape& s) { return s.n * (s.heads / s.kv_heads) <= kDecodeMaxRows; }
+
+// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys; tiles: 2 per
+// SM, their shared-memory limit), no more than the cache has slice grains.
 int splits_for(const AttentionShape& s, int sm_count) {
+  if (use_decode(s)) {
+    const int wanted = ceil_div(4 * sm_count, s.kv_heads);
+    return std::max(1, std::min(std::min(wanted, kDecodeMaxSplits), ceil_div(s.max_rows, kDecodeSliceGrain)));
+  }
   const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), kTile);
   const int blocks = q_tiles * s.kv_heads;
   const int wanted = ceil_div(2 * sm_count, blocks);
@@ -259,8 +452,8 @@ size_t attention_workspace_bytes(const AttentionShape& s, int sm_count) {
 
 void attention(const void* qkv, DType act, const void* k_cache, const void* v_cache, const AttentionShape& s,
                const StepInputs& step, void* out, void* workspace, int sm_count, cudaStream_t stream) {
-  if (s.head_dim % 16 != 0 || s.head_dim > kMaxHeadDim)
-    fail_message("CUDA attention needs head_dim a multiple of 16 up to 128 (got " + std::to_string(s.head_dim) + ")");
+  if (s.head_dim % 8 != 0 || s.head_dim > kMaxHeadDim)
+    fail_message("CUDA attention needs head_dim a multiple of 8 up to 128 (got " + std::to_string(s.head_dim) + ")");
   Params p{};
   p.qkv = qkv;
   p.k_cache = k_cache;
@@ -278,17 +471,22 @@ void attention(const void* qkv, DType act, const void* k_cache, const void* v_ca
     p.part_o = static_cast<float*>(workspace);
     p.part_ml = p.part_o + size_t(p.splits) * s.kv_heads * p.q_rows * s.head_dim;
   }
-  const size_t smem = layout_for(s.head_dim).bytes();
-  const dim3 grid(unsigned(ceil_div(p.q_rows, kTile)), unsigned(s.kv_heads), unsigned(p.splits));
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    SPECQ_CUDA(cudaFuncSetAttribute(attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    attention_kernel<T><<<grid, kThreads, smem, stream>>>(p);
-    SPECQ_CUDA_LAUNCHED();
-    if (p.splits > 1) {
-      combine_kernel<T><<<dim3(unsigned(p.q_rows), unsigned(s.kv_heads)), 128, 0, stream>>>(p);
-      SPECQ_CUDA_LAUNCHED();
+    if (use_decode(s)) {
+      const dim3 grid(unsigned(s.kv_heads), unsigned(p.splits)), block(kDecodeWarps * 32);
+      if (p.q_rows <= 1) launch_chained(decode_kernel<T, 1>, grid, block, 0, stream, p);
+      else if (p.q_rows <= 2) launch_chained(decode_kernel<T, 2>, grid, block, 0, stream, p);
+      else if (p.q_rows <= 4) launch_chained(decode_kernel<T, 4>, grid, block, 0, stream, p);
+      else launch_chained(decode_kernel<T, 8>, grid, block, 0, stream, p);
+    } else {
+      const size_t smem = layout_for(s.head_dim).bytes();
+      const dim3 grid(unsigned(ceil_div(p.q_rows, kTile)), unsigned(s.kv_heads), unsigned(p.splits));
+      SPECQ_CUDA(cudaFuncSetAttribute(tile_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      launch_chained(tile_kernel<T>, grid, dim3(kThreads), smem, stream, p);
     }
+    if (p.splits > 1)
+      launch_chained(combine_kernel<T>, dim3(unsigned(p.q_rows), unsigned(s.kv_heads)), dim3(128), 0, stream, p);
   });
 }
 

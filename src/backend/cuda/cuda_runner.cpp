@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_common.h"
@@ -72,9 +73,16 @@ class CudaRunner final : public Runner {
     act_ = options.activation_dtype;
     SPECQ_CHECK(act_ == DType::F16 || act_ == DType::BF16, "CUDA activations must be f16 or bf16 (got {})",
                 dtype_name(act_));
-    SPECQ_CHECK(c.head_dim % 16 == 0 && c.head_dim <= 128,
-                "the CUDA backend needs head_dim a multiple of 16 up to 128 (got {})", c.head_dim);
+    SPECQ_CHECK(c.head_dim % 8 == 0 && c.head_dim <= 128,
+                "the CUDA backend needs head_dim a multiple of 8 up to 128 (got {})", c.head_dim);
     SPECQ_CHECK(c.hidden_size % 8 == 0, "the CUDA backend needs hidden_size a multiple of 8 (got {})", c.hidden_size);
+    // Quantized linears (docs/FORMATS.md) have no CUDA kernel wired into this runner yet.
+    for (const LayerWeights& l : model_.weights.layers)
+      for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+        SPECQ_CHECK(!w->quantized(), "'{}' has {} weights, which the CUDA backend does not run yet; use --device cpu",
+                    model_.source, weight_format_name(w->format));
+    SPECQ_CHECK(!model_.weights.lm_head.quantized(), "'{}' has a {} lm_head, which the CUDA backend does not run yet",
+                model_.source, weight_format_name(model_.weights.lm_head.format));
     max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
     max_tokens_ = options.max_tokens_per_forward > 0 ? options.max_tokens_per_forward : 512;
     max_tokens_ = std::min(max_tokens_, max_context_);
@@ -254,20 +262,42 @@ class CudaRunner final : public Runner {
     return finish(request, rows);
   }
 
+  // The forward with an event pair around each op, captured as one graph and replayed, so the
+  // times are the device's (an eager run would time the host's launches instead).
   std::vector<std::pair<std::string, double>> op_profile(const ForwardRequest& request) override {
     validate_request(*this, request);
     const int n = int(request.tokens.size());
+    forward(request);  // warm: modules loaded, cuBLAS kernels chosen
     stage_inputs(request);
+    const size_t events_needed = size_t(config_.num_layers) * 20 + 16;
+    while (profile_events_.size() < events_needed) {
+      cudaEvent_t e = nullptr;
+      SPECQ_CUDA(cudaEventCreate(&e));
+      profile_events_.push_back(e);
+    }
     profiling_ = true;
     profile_marks_.clear();
+    cudaGraph_t graph = nullptr;
+    SPECQ_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     try {
       run_forward(request, n);
     } catch (...) {
       profiling_ = false;
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
       throw;
     }
     profiling_ = false;
-    SPECQ_CUDA(cudaStreamSynchronize(stream_));
+    SPECQ_CUDA(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    SPECQ_CUDA(made);
+    const cudaError_t launched = cudaGraphLaunch(exec, stream_);
+    const cudaError_t synced = cudaStreamSynchronize(stream_);
+    cudaGraphExecDestroy(exec);
+    SPECQ_CUDA(launched);
+    SPECQ_CUDA(synced);
     std::vector<std::pair<std::string, double>> totals;
     for (const Mark& mark : profile_marks_) {
       float ms = 0.0f;
@@ -350,6 +380,12 @@ class CudaRunner final : public Runner {
 
   void linear(const CudaLinear& lin, const CudaAct& in, CudaAct& out, int n) {
     Profile p(*this, lin.name);
+    if (&out == &gate_up_ && gemv_for(n) && lin.bias == nullptr && config_.intermediate_size % 2 == 0) {
+      // Few tokens: the GEMV applies SwiGLU in its epilogue and writes the FFN input directly.
+      cuda::gemv_swiglu(lin.w, in.ptr, ffn_.ptr, act_, n, lin.rows / 2, lin.cols, stream_);
+      swiglu_fused_ = true;
+      return;
+    }
     matmul(lin, in.ptr, out.ptr, false, n);
   }
 
@@ -368,6 +404,7 @@ class CudaRunner final : public Runner {
   }
 
   void swiglu(const CudaAct& gate_up_act, CudaAct& out, int n) {
+    if (std::exchange(swiglu_fused_, false)) return;
     Profile p(*this, "swiglu");
     cuda::swiglu(gate_up_act.ptr, out.ptr, act_, n, config_.intermediate_size, stream_);
   }
@@ -412,17 +449,14 @@ class CudaRunner final : public Runner {
     Profile(CudaRunner& r, const char* op) : runner_(r) {
       if (!runner_.profiling_) return;
       const size_t start = runner_.profile_marks_.size() * 2;
-      while (runner_.profile_events_.size() < start + 2) {
-        cudaEvent_t e = nullptr;
-        SPECQ_CUDA(cudaEventCreate(&e));
-        runner_.profile_events_.push_back(e);
-      }
+      SPECQ_CHECK(start + 2 <= runner_.profile_events_.size(), "op_profile: more ops than planned events");
       runner_.profile_marks_.push_back({op, start});
-      SPECQ_CUDA(cudaEventRecord(runner_.profile_events_[start], runner_.stream_));
+      // External: a real timing record inside the captured graph, not a capture-internal dependency.
+      SPECQ_CUDA(cudaEventRecordWithFlags(runner_.profile_events_[start], runner_.stream_, cudaEventRecordExternal));
       stop_ = runner_.profile_events_[start + 1];
     }
     ~Profile() {
-      if (stop_ != nullptr) cudaEventRecord(stop_, runner_.stream_);
+      if (stop_ != nullptr) cudaEventRecordWithFlags(stop_, runner_.stream_, cudaEventRecordExternal);
     }
     Profile(const Profile&) = delete;
     Profile& operator=(const Profile&) = delete;
@@ -485,8 +519,10 @@ class CudaRunner final : public Runner {
     return result;
   }
 
+  bool gemv_for(int n) const { return n <= cuda::kGemvMaxTokens && use_gemv_[size_t(n)]; }
+
   void matmul(const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
-    if (n <= cuda::kGemvMaxTokens && use_gemv_[size_t(n)])
+    if (gemv_for(n))
       cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
     else
       cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
@@ -495,7 +531,7 @@ class CudaRunner final : public Runner {
   // Picks GEMV or cuBLAS for each small token count by timing both on the largest layer (gate|up).
   void choose_gemv_counts() {
     const CudaLinear& lin = layers_[0].gate_up;
-    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, stream_);
+    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
     cudaEvent_t start = nullptr, stop = nullptr;
     SPECQ_CUDA(cudaEventCreate(&start));
     SPECQ_CUDA(cudaEventCreate(&stop));
@@ -540,7 +576,7 @@ class CudaRunner final : public Runner {
   void upload_part(const Weight& w, void* dst, DType dtype) {
     const int64_t count = w.numel();
     if (w.synthetic && w.data == nullptr) {
-      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, stream_);
+      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, w.dtype, stream_);
       return;
     }
     const size_t src_size = dtype_size(w.dtype);
@@ -597,6 +633,7 @@ class CudaRunner final : public Runner {
   std::vector<bool> use_gemv_;
   std::map<int, cudaGraphExec_t> graphs_;
   const ForwardRequest* request_ = nullptr;
+  bool swiglu_fused_ = false;  // the gate|up GEMV already wrote ffn_ (swiglu() has nothing to do)
 
   bool profiling_ = false;
   std::vector<Mark> profile_marks_;

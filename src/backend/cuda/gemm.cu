@@ -13,6 +13,7 @@ namespace {
 
 template <typename OutT>
 __global__ void add_bias_kernel(OutT* y, const float* bias, int n, int rows) {
+  chain_start();
   const int64_t total = int64_t(n) * rows;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = from_f32<OutT>(to_f32<OutT>(y[i]) + bias[i % rows]);
@@ -38,11 +39,12 @@ void gemm(void* cublas_handle, const void* w, const void* x, const float* bias, 
   if (bias == nullptr) return;
   const int grid = int(std::min<int64_t>((int64_t(n) * rows + 255) / 256, 4096));
   if (y_fp32) {
-    add_bias_kernel<float><<<grid, 256, 0, stream>>>(static_cast<float*>(y), bias, n, rows);
+    launch_chained(add_bias_kernel<float>, dim3(unsigned(grid)), dim3(256), 0, stream, static_cast<float*>(y), bias, n,
+                   rows);
   } else {
     dispatch_act(act, [&](auto t) {
       using T = decltype(t);
-      add_bias_kernel<T><<<grid, 256, 0, stream>>>(static_cast<T*>(y), bias, n, rows);
+      launch_chained(add_bias_kernel<T>, dim3(unsigned(grid)), dim3(256), 0, stream, static_cast<T*>(y), bias, n, rows);
     });
   }
   SPECQ_CUDA_LAUNCHED();

@@ -21,9 +21,10 @@ struct StepInputs {
 };
 
 // ---- synthetic_init.cu ----
-// dst[i] = synthetic_value(seed, first_index + i, offset, scale) as dtype (F32, F16 or BF16).
+// dst[i] = synthetic_value(seed, first_index + i, offset, scale) rounded to `stored_as` (the dtype the
+// model's host bytes would hold, so every backend sees the same weights), then stored as dtype.
 void fill_synthetic(void* dst, DType dtype, int64_t count, uint64_t seed, uint64_t first_index, float offset,
-                    float scale, cudaStream_t stream);
+                    float scale, DType stored_as, cudaStream_t stream);
 // Converts count elements between floating dtypes (F32, F16, BF16).
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t count, cudaStream_t stream);
 
@@ -64,6 +65,10 @@ constexpr int kGemvMaxTokens = 8;
 // y is fp32 when y_fp32, else `act`.
 void gemv(const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n, int rows,
           int cols, cudaStream_t stream);
+
+// SwiGLU fused into the gate|up GEMV: w is [gate rows; up rows] ([2 inter, cols]); each block
+// computes gate and up rows i, i+1 together and writes ffn[t, i] = silu(gate) * up. inter even.
+void gemv_swiglu(const void* w, const void* x, void* ffn, DType act, int n, int inter, int cols, cudaStream_t stream);
 
 // ---- gemm.cu ----
 // The same product through cuBLAS (fp32 accumulation), for larger n; bias added by a small kernel.

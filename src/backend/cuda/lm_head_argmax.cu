@@ -18,6 +18,7 @@ __device__ __forceinline__ void take_better(float& best, int& best_index, float 
 }
 
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* logits, int vocab, int32_t* out) {
+  chain_start();
   const float* row = logits + int64_t(blockIdx.x) * vocab;
   float best = -FLT_MAX;
   int best_index = vocab;
@@ -45,7 +46,7 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* log
 
 void argmax_rows(const float* logits, int rows, int vocab, int32_t* out, cudaStream_t stream) {
   if (rows == 0) return;
-  argmax_kernel<<<rows, kArgmaxThreads, 0, stream>>>(logits, vocab, out);
+  launch_chained(argmax_kernel, dim3(unsigned(rows)), dim3(kArgmaxThreads), 0, stream, logits, vocab, out);
   SPECQ_CUDA_LAUNCHED();
 }
 

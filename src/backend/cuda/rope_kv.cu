@@ -10,6 +10,7 @@ namespace {
 template <typename T>
 __global__ void rope_store_kv_kernel(T* qkv, int heads, int kv_heads, int head_dim, StepInputs step,
                                      const float* inv_freq, T* k_cache, T* v_cache) {
+  chain_start();
   const int t = blockIdx.x;
   const int head = blockIdx.y;  // q heads, then k heads, then v heads
   const int half = head_dim / 2;
@@ -47,8 +48,8 @@ void rope_store_kv(void* qkv, DType act, int n, int heads, int kv_heads, int hea
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
     const dim3 grid(unsigned(n), unsigned(heads + 2 * kv_heads));
-    rope_store_kv_kernel<T><<<grid, 64, 0, stream>>>(static_cast<T*>(qkv), heads, kv_heads, head_dim, step, inv_freq,
-                                                     static_cast<T*>(k_cache), static_cast<T*>(v_cache));
+    launch_chained(rope_store_kv_kernel<T>, grid, dim3(64), 0, stream, static_cast<T*>(qkv), heads, kv_heads, head_dim,
+                   step, inv_freq, static_cast<T*>(k_cache), static_cast<T*>(v_cache));
   });
   SPECQ_CUDA_LAUNCHED();
 }

@@ -9,6 +9,7 @@ namespace {
 
 template <typename T>
 __global__ void swiglu_kernel(const T* gate_up, T* out, int n, int inter) {
+  chain_start();
   const int64_t total = int64_t(n) * inter;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / inter, c = i % inter;
@@ -25,7 +26,8 @@ void swiglu(const void* gate_up, void* out, DType act, int n, int inter, cudaStr
     using T = decltype(t);
     const int64_t total = int64_t(n) * inter;
     const int grid = int(std::min<int64_t>((total + 255) / 256, 4096));
-    swiglu_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(gate_up), static_cast<T*>(out), n, inter);
+    launch_chained(swiglu_kernel<T>, dim3(unsigned(grid)), dim3(256), 0, stream, static_cast<const T*>(gate_up),
+                   static_cast<T*>(out), n, inter);
   });
   SPECQ_CUDA_LAUNCHED();
 }

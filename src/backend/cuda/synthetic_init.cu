@@ -9,11 +9,13 @@
 namespace specq::cuda {
 namespace {
 
-template <typename T>
+template <typename Stored, typename T>
 __global__ void fill_synthetic_kernel(T* dst, int64_t count, uint64_t seed, uint64_t first_index, float offset,
                                       float scale) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = from_f32<T>(synthetic_value(seed, first_index + uint64_t(i), offset, scale));
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const float value = synthetic_value(seed, first_index + uint64_t(i), offset, scale);
+    dst[i] = from_f32<T>(to_f32<Stored>(from_f32<Stored>(value)));
+  }
 }
 
 template <typename S, typename D>
@@ -34,12 +36,15 @@ int grid_for(int64_t count) { return int(std::min<int64_t>((count + 255) / 256, 
 }  // namespace
 
 void fill_synthetic(void* dst, DType dtype, int64_t count, uint64_t seed, uint64_t first_index, float offset,
-                    float scale, cudaStream_t stream) {
+                    float scale, DType stored_as, cudaStream_t stream) {
   if (count == 0) return;
   dispatch_float(dtype, [&](auto t) {
     using T = decltype(t);
-    fill_synthetic_kernel<T><<<grid_for(count), 256, 0, stream>>>(static_cast<T*>(dst), count, seed, first_index,
-                                                                   offset, scale);
+    dispatch_float(stored_as, [&](auto s) {
+      using Stored = decltype(s);
+      fill_synthetic_kernel<Stored, T><<<grid_for(count), 256, 0, stream>>>(static_cast<T*>(dst), count, seed,
+                                                                            first_index, offset, scale);
+    });
   });
   SPECQ_CUDA_LAUNCHED();
 }

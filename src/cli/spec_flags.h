@@ -1,0 +1,32 @@
+// The speculative-decoding flags of `specq generate` and the drafter chains they build.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/session.h"
+#include "gen/generate.h"
+#include "spec/speculate.h"
+
+namespace specq::cli {
+
+struct SpecFlags {
+  std::string method = "none";  // none | eagle | draft | cascade
+  std::string eagle = "random";  // checkpoint directory, or random[:SEED] (a seeded random head)
+  std::string draft;             // draft / middle model (same vocabulary as the target)
+  int tree_depth = 0, tree_topk = 0, tree_size = 0;  // 0 = the method's default
+  int draft_length = 6;
+  int cascade_min_chain = 6;
+};
+
+void add_spec_flags(CLI::App& app, SpecFlags& flags);
+
+// Generates with the method the flags name (not "none"); fills `stats` with the target level's.
+GenerateResult generate_speculative(const SpecFlags& flags, Session& session, Runner& target,
+                                    std::span<const int32_t> prompt, const GenerateOptions& options,
+                                    const TokenCallback& on_token, SpecStats& stats);
+
+// Adds mean_accepted_length, target_steps and phase_seconds to a --json object.
+void add_spec_json(nlohmann::json& out, const SpecStats& stats);
+
+}  // namespace specq::cli

@@ -1,0 +1,162 @@
+#include "io/hf_writer.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/safetensors_writer.h"
+
+namespace specq {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* torch_dtype(DType t) {
+  switch (t) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    default: return "float32";
+  }
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  SPECQ_CHECK(out.good(), "writing '{}' failed", path.string());
+}
+
+void add_dense(SafetensorsWriter& st, const std::string& name, const Weight& w) {
+  SPECQ_CHECK(w.data != nullptr, "tensor '{}' has no host bytes to write", name);
+  st.add(name, w.dtype, w.shape, w.data);
+}
+
+void add_linear(SafetensorsWriter& st, const std::string& prefix, const Weight& w) {
+  if (!w.quantized()) return add_dense(st, prefix + ".weight", w);
+  SPECQ_CHECK(w.format == WeightFormat::GptqInt4, "'{}' has format {}, which cannot be written as GPTQ", prefix,
+              weight_format_name(w.format));
+  const QuantizedWeight& q = *w.quant;
+  SPECQ_CHECK(q.zero_offset == 1, "'{}' holds gptq_v2 zero points; only v1 (gptq) checkpoints are written", prefix);
+  for (const auto& [suffix, t] : {std::pair<const char*, const StoredTensor*>{".qweight", &q.qweight},
+                                  {".qzeros", &q.qzeros}, {".scales", &q.scales}, {".g_idx", &q.g_idx}}) {
+    if (t->present()) st.add(prefix + suffix, t->dtype, t->shape, t->data);
+  }
+}
+
+}  // namespace
+
+nlohmann::json hf_config_json(const ModelConfig& c) {
+  const bool qwen = c.arch == Arch::Qwen2;
+  nlohmann::json j = {
+      {"architectures", {qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+      {"model_type", qwen ? "qwen2" : "llama"},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"hidden_act", "silu"},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"torch_dtype", torch_dtype(c.dtype)},
+  };
+  if (!qwen) j["attention_bias"] = c.attention_bias;
+  if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
+  const RopeScaling& r = c.rope_scaling;
+  if (r.type == RopeScaling::Type::Linear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", r.factor}};
+  } else if (r.type == RopeScaling::Type::Llama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", r.factor},
+                         {"low_freq_factor", r.low_freq_factor},
+                         {"high_freq_factor", r.high_freq_factor},
+                         {"original_max_position_embeddings", r.original_max_position}};
+  }
+  return j;
+}
+
+void write_hf_model(const Model& model, const std::string& out_dir, const HfWriteOptions& options) {
+  const ModelConfig& c = model.config;
+  const fs::path dir(out_dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  SPECQ_CHECK(fs::is_directory(dir, ec), "cannot create output directory '{}'", out_dir);
+
+  const ModelWeights& w = model.weights;
+  SafetensorsWriter st;
+  bool any_quantized = false;
+  add_dense(st, "model.embed_tokens.weight", w.embed);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = w.layers[size_t(l)];
+    const std::string p = fmt::format("model.layers.{}.", l);
+    add_dense(st, p + "input_layernorm.weight", lw.attn_norm);
+    add_dense(st, p + "post_attention_layernorm.weight", lw.ffn_norm);
+    const std::pair<const char*, const Weight*> linears[] = {
+        {"self_attn.q_proj", &lw.wq}, {"self_attn.k_proj", &lw.wk},   {"self_attn.v_proj", &lw.wv},
+        {"self_attn.o_proj", &lw.wo}, {"mlp.gate_proj", &lw.w_gate}, {"mlp.up_proj", &lw.w_up},
+        {"mlp.down_proj", &lw.w_down}};
+    for (const auto& [name, weight] : linears) {
+      add_linear(st, p + name, *weight);
+      any_quantized = any_quantized || weight->quantized();
+    }
+    if (c.attention_bias) {
+      add_dense(st, p + "self_attn.q_proj.bias", lw.bq);
+      add_dense(st, p + "self_attn.k_proj.bias", lw.bk);
+      add_dense(st, p + "self_attn.v_proj.bias", lw.bv);
+    }
+  }
+  add_dense(st, "model.norm.weight", w.final_norm);
+  if (!c.tie_word_embeddings) add_linear(st, "lm_head", w.lm_head);
+  st.set_metadata("format", "pt");
+  st.write((dir / "model.safetensors").string());
+
+  nlohmann::json config = hf_config_json(c);
+  if (any_quantized) {
+    SPECQ_CHECK(options.quantization.has_value(), "the model has quantized linears but no quantization config");
+    nlohmann::json q = gptq_config_json(*options.quantization);
+    if (!options.dense_in_block.empty()) {
+      // transformers/optimum's list of the block's quantized modules (the others load dense).
+      std::vector<std::string> quantized;
+      for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
+        if (std::find(options.dense_in_block.begin(), options.dense_in_block.end(), name) ==
+            options.dense_in_block.end())
+          quantized.emplace_back(name);
+      q["modules_in_block_to_quantize"] = {quantized};
+    }
+    config["quantization_config"] = q;
+  }
+  write_text(dir / "config.json", config.dump(2) + "\n");
+
+  nlohmann::json generation = nlohmann::json::object();
+  if (c.bos_token_id >= 0) generation["bos_token_id"] = c.bos_token_id;
+  if (c.eos_token_ids.size() == 1) generation["eos_token_id"] = c.eos_token_ids[0];
+  if (c.eos_token_ids.size() > 1) generation["eos_token_id"] = c.eos_token_ids;
+  write_text(dir / "generation_config.json", generation.dump(2) + "\n");
+
+  if (!options.tokenizer_from.empty()) {
+    const fs::path from(options.tokenizer_from);
+    std::vector<fs::path> files;
+    if (fs::is_directory(from, ec)) {
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                               "tokenizer.model", "tok512.bin", "tokenizer.bin"})
+        if (fs::is_regular_file(from / name, ec)) files.push_back(from / name);
+    } else if (fs::is_regular_file(from, ec)) {
+      files.push_back(from);
+    }
+    for (const fs::path& f : files) {
+      fs::copy_file(f, dir / f.filename(), fs::copy_options::overwrite_existing, ec);
+      SPECQ_CHECK(!ec, "cannot copy '{}' to '{}': {}", f.string(), out_dir, ec.message());
+    }
+  }
+}
+
+}  // namespace specq

@@ -1,0 +1,71 @@
+// Post-training 4-bit weight quantization into the AutoGPTQ layout: round-to-nearest (RTN) and
+// GPTQ (Frantar et al., 2022: quantize one input column at a time and spread each column's error
+// over the columns not yet quantized, weighted by the inverse Hessian of the layer's inputs).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace specq::quant {
+
+enum class Method { Rtn, Gptq };
+
+struct QuantOptions {
+  Method method = Method::Gptq;
+  int bits = 4;
+  int group_size = 128;        // inputs per group; -1 = one group per output row (per-channel)
+  bool sym = true;             // symmetric grid around the fixed zero 8
+  bool act_order = false;      // GPTQ: quantize columns by descending Hessian diagonal (desc_act)
+  bool static_groups = false;  // with act_order: groups are fixed runs of original columns
+  double damp = 0.01;          // GPTQ: added to the Hessian diagonal, as a fraction of its mean
+  int block_size = 128;        // GPTQ: columns per lazy update block
+  void validate() const;       // Error on unsupported combinations
+  int group_size_for(int64_t k) const { return group_size < 0 ? int(k) : group_size; }
+};
+
+// Why a [n, k] matrix cannot be stored in the format with these options ("" when it can).
+std::string incompatibility(int64_t n, int64_t k, const QuantOptions& options);
+
+// A matrix quantized into AutoGPTQ's checkpoint_format "gptq" (v1: zero points stored minus one).
+struct GptqMatrix {
+  int64_t n = 0, k = 0;
+  int group_size = 0;
+  bool sym = true;
+  bool act_order = false;
+  std::vector<int32_t> qweight;  // [k / 8, n]
+  std::vector<int32_t> qzeros;   // [k / group_size, n / 8]
+  std::vector<uint16_t> scales;  // fp16 [k / group_size, n]
+  std::vector<int32_t> g_idx;    // [k]
+  int64_t groups() const { return k / group_size; }
+};
+
+// A Weight that reads `m` in place (GptqInt4, zero offset 1); `m` must outlive it.
+Weight gptq_weight_view(const std::shared_ptr<const GptqMatrix>& m);
+
+// Sums 2 x x^T over the input rows x of a linear layer (divided by the row count on read-out).
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t k) : k_(k), sum_(size_t(k * k), 0.0) {}
+  void add(const float* rows, int n);
+  int64_t samples() const { return samples_; }
+  int64_t dim() const { return k_; }
+  std::vector<double> hessian() const;  // [k, k], 2/samples * X^T X
+
+ private:
+  int64_t k_;
+  int64_t samples_ = 0;
+  std::vector<double> sum_;
+};
+
+// w: fp32 [n, k] row-major. hessian: [k, k] (GPTQ only; ignored by RTN).
+GptqMatrix quantize_matrix(const float* w, int64_t n, int64_t k, const std::vector<double>& hessian,
+                           const QuantOptions& options);
+
+// Inverse of the symmetric positive definite h ([k, k]), then its upper Cholesky factor U
+// (inverse = U^T U). Returns false when h is not positive definite.
+bool inverse_cholesky_upper(std::vector<double>& h, int64_t k);
+
+}  // namespace specq::quant

@@ -1,0 +1,172 @@
+#include "quant/quantize_model.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <numeric>
+
+#include "backend/cpu/ops.h"
+#include "core/error.h"
+#include "core/timer.h"
+#include "io/synthetic.h"
+
+namespace specq::quant {
+namespace {
+
+// Runs `ids` from position 0 in chunks the runner accepts; `rows` picks which rows give logits,
+// `on_logits(first_position, logits)` sees them.
+void run_sequence(Runner& runner, std::span<const int32_t> ids, ForwardRequest::Rows rows,
+                  const std::function<void(int, const ForwardResult&)>& on_logits) {
+  const int chunk = runner.max_tokens_per_forward();
+  std::vector<int32_t> positions;
+  for (int start = 0; start < int(ids.size()); start += chunk) {
+    const int n = std::min(chunk, int(ids.size()) - start);
+    positions.resize(size_t(n));
+    std::iota(positions.begin(), positions.end(), start);
+    ForwardRequest request;
+    request.tokens = ids.subspan(size_t(start), size_t(n));
+    request.positions = positions;
+    request.cache_len = start;
+    request.logits_rows = rows;
+    const ForwardResult result = runner.forward(request);
+    if (on_logits) on_logits(start, result);
+  }
+}
+
+}  // namespace
+
+std::vector<BlockLinear> block_linears(Model& model, int layer) {
+  LayerWeights& l = model.weights.layers[size_t(layer)];
+  const std::string p = fmt::format("model.layers.{}.", layer);
+  return {{p + "self_attn.q_proj", &l.wq, LinearSlot::Qkv},   {p + "self_attn.k_proj", &l.wk, LinearSlot::Qkv},
+          {p + "self_attn.v_proj", &l.wv, LinearSlot::Qkv},   {p + "self_attn.o_proj", &l.wo, LinearSlot::O},
+          {p + "mlp.gate_proj", &l.w_gate, LinearSlot::GateUp}, {p + "mlp.up_proj", &l.w_up, LinearSlot::GateUp},
+          {p + "mlp.down_proj", &l.w_down, LinearSlot::Down}};
+}
+
+QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
+                               const std::vector<std::vector<int32_t>>& calibration, int threads,
+                               const ProgressFn& progress) {
+  options.validate();
+  Stopwatch clock;
+  materialize_synthetic(model);
+  validate_weights(model);
+  const ModelConfig& c = model.config;
+  const bool gptq = options.method == Method::Gptq;
+
+  QuantizeSummary summary;
+  std::vector<std::vector<BlockLinear>> todo(size_t(c.num_layers));
+  int total = 0;
+  for (int l = 0; l < c.num_layers; ++l) {
+    for (const BlockLinear& lin : block_linears(model, l)) {
+      SPECQ_CHECK(!lin.weight->quantized(), "'{}' is already quantized ({}); quantize an unquantized model",
+                  lin.name, weight_format_name(lin.weight->format));
+      const std::string why = incompatibility(lin.weight->rows(), lin.weight->cols(), options);
+      if (why.empty()) {
+        todo[size_t(l)].push_back(lin);
+        ++total;
+      } else {
+        summary.kept_dense.emplace_back(lin.name, why);
+      }
+    }
+  }
+
+  std::unique_ptr<Runner> runner;
+  int observed_layer = -1;
+  std::map<LinearSlot, HessianAccumulator> hessians;
+  if (gptq && total > 0) {
+    SPECQ_CHECK(!calibration.empty(), "GPTQ needs calibration tokens (--calib or --calib-ids)");
+    RunnerOptions ro;
+    ro.threads = threads;
+    ro.observe_linear_input = [&](const LinearInput& in) {
+      if (in.layer != observed_layer) return;
+      auto it = hessians.find(in.slot);
+      if (it != hessians.end()) it->second.add(in.rows, in.n);
+    };
+    runner = make_cpu_runner(model, ro);
+    for (const auto& seq : calibration) {
+      SPECQ_CHECK(!seq.empty(), "a calibration sequence is empty");
+      SPECQ_CHECK(int(seq.size()) <= runner->max_context(),
+                  "a calibration sequence has {} tokens, more than the model's context of {}", seq.size(),
+                  runner->max_context());
+      for (int32_t id : seq)
+        SPECQ_CHECK(id >= 0 && id < c.vocab_size, "calibration token id {} is outside the vocabulary [0, {})", id,
+                    c.vocab_size);
+      summary.calibration_tokens += int64_t(seq.size());
+    }
+  }
+
+  int done = 0;
+  std::vector<float> dense;
+  for (int l = 0; l < c.num_layers; ++l) {
+    if (todo[size_t(l)].empty()) continue;
+    if (runner) {
+      hessians.clear();
+      for (const BlockLinear& lin : todo[size_t(l)]) hessians.try_emplace(lin.slot, lin.weight->cols());
+      observed_layer = l;
+      if (progress) progress(done, total, fmt::format("layer {}: calibration forward", l));
+      for (const auto& seq : calibration) run_sequence(*runner, seq, ForwardRequest::Rows::None, nullptr);
+      observed_layer = -1;
+    }
+    for (const BlockLinear& lin : todo[size_t(l)]) {
+      if (progress) progress(done, total, lin.name);
+      Weight& w = *lin.weight;
+      dense.resize(size_t(w.numel()));
+      cpu::to_float(w.data, w.dtype, w.numel(), dense.data());
+      const std::vector<double> h = runner ? hessians.at(lin.slot).hessian() : std::vector<double>{};
+      auto matrix =
+          std::make_shared<const GptqMatrix>(quantize_matrix(dense.data(), w.rows(), w.cols(), h, options));
+      w = gptq_weight_view(matrix);  // the runner reads this Weight in place: later layers see it
+      summary.quantized.push_back(lin.name);
+      ++done;
+    }
+  }
+  if (progress) progress(done, total, "done");
+  summary.seconds = clock.seconds();
+  return summary;
+}
+
+HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary) {
+  HfWriteOptions write;
+  GptqConfig config;
+  config.bits = options.bits;
+  config.group_size = options.group_size;
+  config.sym = options.sym;
+  config.desc_act = options.act_order;
+  config.static_groups = options.static_groups;
+  config.v2 = false;
+  write.quantization = config;
+  const std::string layers = "model.layers.";
+  for (const auto& [name, why] : summary.kept_dense) {
+    const std::string in_block = name.substr(name.find('.', layers.size()) + 1);  // "mlp.down_proj"
+    if (std::find(write.dense_in_block.begin(), write.dense_in_block.end(), in_block) == write.dense_in_block.end())
+      write.dense_in_block.push_back(in_block);
+  }
+  return write;
+}
+
+double perplexity(Runner& runner, std::span<const int32_t> ids) {
+  SPECQ_CHECK(ids.size() >= 2, "perplexity needs at least 2 tokens (got {})", ids.size());
+  SPECQ_CHECK(int(ids.size()) <= runner.max_context(), "{} tokens do not fit the context of {}", ids.size(),
+              runner.max_context());
+  const int64_t vocab = runner.config().vocab_size;
+  double nll = 0.0;
+  run_sequence(runner, ids, ForwardRequest::Rows::All, [&](int start, const ForwardResult& result) {
+    const int rows = int(result.logits.size() / size_t(vocab));
+    for (int r = 0; r < rows; ++r) {
+      const int pos = start + r;
+      if (pos + 1 >= int(ids.size())) break;
+      const float* logits = result.logits.data() + int64_t(r) * vocab;
+      const float top = *std::max_element(logits, logits + vocab);
+      double sum = 0.0;
+      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(logits[v]) - double(top));
+      nll += std::log(sum) + double(top) - double(logits[ids[size_t(pos) + 1]]);
+    }
+  });
+  return std::exp(nll / double(ids.size() - 1));
+}
+
+}  // namespace specq::quant

@@ -1,0 +1,149 @@
+#include "tokenizer/chat_template.h"
+
+#include "core/error.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+
+namespace specq {
+
+namespace {
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+// Python's str.isspace(), which Jinja's `trim` filter and str.strip() use.
+bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+std::string python_strip(std::string_view text) { return std::string(utf8::trim(text, is_python_space)); }
+
+// The system prompt a ChatML template writes as a literal ('<|im_start|>system\n...<|im_end|>'), if any.
+std::string chatml_default_system_prompt(std::string_view jinja) {
+  static const Regex literal_system(R"(<\|im_start\|>system(?:\\n|\n)([^'"{}]*?)<\|im_end\|>)");
+  std::vector<MatchSpan> matches;
+  literal_system.find_all(jinja, matches);
+  if (matches.empty()) return "";
+  constexpr std::string_view kOpen = "<|im_start|>system";
+  constexpr std::string_view kClose = "<|im_end|>";
+  std::string_view body = jinja.substr(matches[0].begin + kOpen.size(), matches[0].end - matches[0].begin - kOpen.size() - kClose.size());
+  body.remove_prefix(body.starts_with("\\n") ? 2 : 1);
+  // Undo the Jinja string-literal escapes that such prompts use.
+  std::string prompt;
+  for (size_t i = 0; i < body.size(); ++i) {
+    if (body[i] == '\\' && i + 1 < body.size() && body[i + 1] == 'n') {
+      prompt += '\n';
+      ++i;
+    } else {
+      prompt += body[i];
+    }
+  }
+  return prompt;
+}
+
+void check_messages(const std::vector<ChatMessage>& messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    utf8::check_valid(messages[i].role, fmt::format("role of message {}", i));
+    utf8::check_valid(messages[i].content, fmt::format("content of message {}", i));
+  }
+}
+
+std::string render_llama3(const ChatTemplateKind& kind, const std::vector<ChatMessage>& messages,
+                          bool add_generation_prompt, std::string_view bos_token) {
+  std::string out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i == 0) out += bos_token;
+    out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" + python_strip(messages[i].content) +
+           "<|eot_id|>";
+  }
+  if (add_generation_prompt || kind.generation_prompt_always) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+std::string render_llama2(const std::vector<ChatMessage>& messages, std::string_view bos_token,
+                          std::string_view eos_token) {
+  const bool has_system = !messages.empty() && messages[0].role == "system";
+  std::string out;
+  for (size_t i = has_system ? 1 : 0, turn = 0; i < messages.size(); ++i, ++turn) {
+    const ChatMessage& message = messages[i];
+    SPECQ_CHECK((message.role == "user") == (turn % 2 == 0),
+                "Conversation roles must alternate user/assistant/user/assistant/... (message {} is \"{}\")", i,
+                message.role);
+    std::string content = message.content;
+    if (turn == 0 && has_system) content = "<<SYS>>\n" + messages[0].content + "\n<</SYS>>\n\n" + content;
+    if (message.role == "user") {
+      out.append(bos_token).append("[INST] ").append(python_strip(content)).append(" [/INST]");
+    } else if (message.role == "assistant") {
+      out.append(" ").append(python_strip(content)).append(" ").append(eos_token);
+    }
+  }
+  return out;
+}
+
+std::string render_chatml(const ChatTemplateKind& kind, const std::vector<ChatMessage>& messages,
+                          bool add_generation_prompt) {
+  std::string out;
+  if (!kind.default_system_prompt.empty() && !messages.empty() && messages[0].role != "system")
+    out += "<|im_start|>system\n" + kind.default_system_prompt + "<|im_end|>\n";
+  for (const ChatMessage& message : messages)
+    out += "<|im_start|>" + message.role + "\n" + message.content + "<|im_end|>\n";
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+}  // namespace
+
+ChatTemplateKind recognize_chat_template(std::string_view jinja) {
+  constexpr const char* kHint = "; pass a chat template override (llama3, llama2 or chatml) to use a built-in one";
+  if (contains(jinja, "<|start_header_id|>") && contains(jinja, "<|end_header_id|>") && contains(jinja, "<|eot_id|>")) {
+    // Llama 3.1+ templates add a dated system header and tool calling, which the Llama 3 renderer lacks.
+    SPECQ_CHECK(!contains(jinja, "Cutting Knowledge Date") && !contains(jinja, "tools"),
+                "the Llama 3.1+ chat template (knowledge date, tools) is not supported{}", kHint);
+    SPECQ_CHECK(contains(jinja, "| trim") || contains(jinja, "|trim"),
+                "unrecognized Llama 3 style chat template (message content is not trimmed){}", kHint);
+    return {ChatFormat::kLlama3, "", !contains(jinja, "add_generation_prompt")};
+  }
+  if (contains(jinja, "[INST]") && contains(jinja, "[/INST]") && contains(jinja, "<<SYS>>")) {
+    SPECQ_CHECK(!contains(jinja, "in messages[0]['content']"),
+                "unrecognized Llama 2 chat template variant (built-in default system prompt){}", kHint);
+    return {ChatFormat::kLlama2, "", false};
+  }
+  if (contains(jinja, "<|im_start|>") && contains(jinja, "<|im_end|>")) {
+    SPECQ_CHECK(!contains(jinja, "tool"), "ChatML chat templates with tool calling are not supported{}", kHint);
+    return {ChatFormat::kChatML, chatml_default_system_prompt(jinja), false};
+  }
+  fail("unknown chat template (not Llama 3, Llama 2 or ChatML){}", kHint);
+}
+
+ChatTemplateKind chat_template_by_name(std::string_view name) {
+  if (name == "llama3") return {ChatFormat::kLlama3, "", false};
+  if (name == "llama2") return {ChatFormat::kLlama2, "", false};
+  if (name == "chatml") return {ChatFormat::kChatML, "", false};
+  fail("unknown chat template name \"{}\" (expected llama3, llama2 or chatml)", name);
+}
+
+ChatTemplateKind resolve_chat_template(const Tokenizer& tokenizer, const std::optional<std::string>& override_name) {
+  if (override_name) return chat_template_by_name(*override_name);
+  const auto jinja = tokenizer.chat_template();
+  SPECQ_CHECK(jinja.has_value(),
+              "the tokenizer has no chat template (tokenizer_config.json chat_template); pass an override "
+              "(llama3, llama2 or chatml)");
+  return recognize_chat_template(*jinja);
+}
+
+std::string render_chat(const ChatTemplateKind& kind, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt, std::string_view bos_token, std::string_view eos_token) {
+  check_messages(messages);
+  switch (kind.format) {
+    case ChatFormat::kLlama3:
+      return render_llama3(kind, messages, add_generation_prompt, bos_token);
+    case ChatFormat::kLlama2:
+      return render_llama2(messages, bos_token, eos_token);
+    case ChatFormat::kChatML:
+      return render_chatml(kind, messages, add_generation_prompt);
+  }
+  fail("unknown chat format");
+}
+
+}  // namespace specq

@@ -1,0 +1,89 @@
+// Chat templates against transformers' apply_chat_template renders (tools/make_tokenizer_goldens.py).
+#include "tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer_test_util.h"
+
+namespace specq {
+namespace {
+
+using testing::load_fixture;
+using testing::shared_path;
+
+std::vector<ChatMessage> messages_of(const nlohmann::json& golden_case) {
+  std::vector<ChatMessage> messages;
+  for (const auto& message : golden_case["messages"])
+    messages.push_back({message["role"].get<std::string>(), message["content"].get<std::string>()});
+  return messages;
+}
+
+TEST(ChatTemplate, RendersExactlyLikeTransformers) {
+  const nlohmann::json golden = load_fixture("chat_goldens.json");
+  const auto llama3 = Tokenizer::load(shared_path("tokenizers/llama3"));
+  std::map<std::string, ChatTemplateKind> kinds;
+  kinds.emplace("llama3", recognize_chat_template(*llama3->chat_template()));
+  for (const auto& [name, jinja] : golden["templates"].items()) kinds.emplace(name, recognize_chat_template(jinja.get<std::string>()));
+
+  size_t checked = 0;
+  for (const auto& golden_case : golden["cases"]) {
+    const std::string name = golden_case["template"].get<std::string>();
+    const std::string rendered =
+        render_chat(kinds.at(name), messages_of(golden_case), golden_case["add_generation_prompt"].get<bool>(),
+                    golden_case["bos_token"].get<std::string>(), golden_case["eos_token"].get<std::string>());
+    EXPECT_EQ(rendered, golden_case["rendered"].get<std::string>()) << golden_case.dump();
+    if (golden_case.contains("ids")) {
+      EXPECT_EQ(llama3->encode(rendered, false), golden_case["ids"].get<std::vector<int32_t>>());
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 50u);
+}
+
+TEST(ChatTemplate, RecognizesFamilies) {
+  const nlohmann::json templates = load_fixture("chat_goldens.json")["templates"];
+  const auto llama3 = Tokenizer::load(shared_path("tokenizers/llama3"));
+  const ChatTemplateKind shared_llama3 = recognize_chat_template(*llama3->chat_template());
+  EXPECT_EQ(shared_llama3.format, ChatFormat::kLlama3);
+  EXPECT_TRUE(shared_llama3.generation_prompt_always);  // this older template has no add_generation_prompt test
+  EXPECT_EQ(recognize_chat_template(templates["llama2"].get<std::string>()).format, ChatFormat::kLlama2);
+  const ChatTemplateKind chatml = recognize_chat_template(templates["chatml"].get<std::string>());
+  EXPECT_EQ(chatml.format, ChatFormat::kChatML);
+  EXPECT_EQ(chatml.default_system_prompt, "");
+  EXPECT_EQ(recognize_chat_template(templates["qwen2"].get<std::string>()).default_system_prompt,
+            "You are a helpful assistant.");
+  EXPECT_EQ(recognize_chat_template(templates["smollm2"].get<std::string>()).default_system_prompt,
+            "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+}
+
+// The override names give the families' standard templates (generation prompt only when asked for).
+TEST(ChatTemplate, OverrideNames) {
+  const std::vector<ChatMessage> messages{{"system", "Be brief."}, {"user", " Hi "}};
+  EXPECT_EQ(render_chat(chat_template_by_name("llama3"), messages, true, "<|begin_of_text|>", "<|end_of_text|>"),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(render_chat(chat_template_by_name("llama3"), messages, false, "<|begin_of_text|>", ""),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  EXPECT_EQ(render_chat(chat_template_by_name("llama2"), messages, true, "<s>", "</s>"),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST]");
+  EXPECT_EQ(render_chat(chat_template_by_name("chatml"), messages, true, "", ""),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_THROW(chat_template_by_name("vicuna"), Error);
+}
+
+TEST(ChatTemplate, Errors) {
+  EXPECT_THROW(recognize_chat_template("{{ messages[0]['content'] }}"), Error);
+  EXPECT_THROW(recognize_chat_template("<|start_header_id|><|end_header_id|><|eot_id|>Cutting Knowledge Date"), Error);
+  // Llama 2 requires user/assistant alternation, as its template's raise_exception does.
+  EXPECT_THROW(render_chat(chat_template_by_name("llama2"), {{"user", "a"}, {"user", "b"}}, true, "<s>", "</s>"), Error);
+  EXPECT_THROW(render_chat(chat_template_by_name("chatml"), {{"user", "bad \xFF utf8"}}, true, "", ""), Error);
+  const auto llama2 = Tokenizer::load(shared_path("tokenizers/llama2"));
+  EXPECT_THROW(resolve_chat_template(*llama2, std::nullopt), Error);  // its tokenizer_config has no template
+  EXPECT_EQ(resolve_chat_template(*llama2, "llama2").format, ChatFormat::kLlama2);
+}
+
+}  // namespace
+}  // namespace specq

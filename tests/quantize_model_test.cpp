@@ -1,0 +1,295 @@
+// specq quantize end to end: quality on a real model (stories260K), exact round trip through the
+// written checkpoint, GPTQ checkpoints with bad configs, and the CLI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <nlohmann/json.hpp>
+
+#include "gen/generate.h"
+#include "io/hf_writer.h"
+#include "io/loader.h"
+#include "io/safetensors.h"
+#include "quant/quantize_model.h"
+#include "test_files.h"
+#include "test_util.h"
+
+namespace specq {
+namespace {
+
+using quant::Method;
+using quant::QuantOptions;
+
+std::string stories_bin() { return test::stories260k() + "/stories260K.bin"; }
+
+std::vector<std::vector<int32_t>> samples(const std::string& model_path, std::vector<uint64_t> seeds, int length) {
+  Model m = load_model(model_path);
+  RunnerOptions ro;
+  ro.threads = 1;
+  auto runner = make_cpu_runner(m, ro);
+  std::vector<std::vector<int32_t>> out;
+  for (uint64_t seed : seeds) {
+    GenerateOptions g;
+    g.max_new_tokens = length - 1;
+    g.sampling.temperature = 1.0f;
+    g.sampling.seed = seed;
+    const std::vector<int32_t> prompt = {m.config.bos_token_id};
+    std::vector<int32_t> seq = prompt;
+    const GenerateResult r = generate(*runner, prompt, g);
+    seq.insert(seq.end(), r.tokens.begin(), r.tokens.end());
+    out.push_back(seq);
+  }
+  return out;
+}
+
+double perplexity_of(Model& m, const std::vector<std::vector<int32_t>>& seqs) {
+  RunnerOptions ro;
+  ro.threads = 1;
+  auto runner = make_cpu_runner(m, ro);
+  double log_sum = 0.0, tokens = 0.0;
+  for (const auto& s : seqs) {
+    log_sum += std::log(quant::perplexity(*runner, s)) * double(s.size() - 1);
+    tokens += double(s.size() - 1);
+  }
+  return std::exp(log_sum / tokens);
+}
+
+// Quantizes a fresh copy of the model, writes it, reloads it; returns the reloaded model.
+Model quantize_and_reload(const std::string& model_path, const QuantOptions& o,
+                          const std::vector<std::vector<int32_t>>& calibration, const std::filesystem::path& dir,
+                          Model* in_memory = nullptr) {
+  Model m = load_model(model_path);
+  const quant::QuantizeSummary s = quant::quantize_model(m, o, calibration, 1, nullptr);
+  write_hf_model(m, dir.string(), quant::checkpoint_write_options(o, s));
+  Model reloaded = load_model(dir.string());
+  if (in_memory != nullptr) *in_memory = std::move(m);
+  return reloaded;
+}
+
+TEST(QuantizeModel, StoriesGptqBeatsRtnAndStaysCloseToFp32) {
+  const auto calibration = samples(stories_bin(), {1, 2, 3, 4, 5, 6, 7, 8}, 256);
+  auto held_out = samples(stories_bin(), {101, 102, 103, 104}, 256);
+  std::ifstream ref(test::stories260k() + "/greedy_from_bos_256.json");
+  const nlohmann::json greedy = nlohmann::json::parse(ref);
+  std::vector<int32_t> greedy_ids = {1};
+  for (int id : greedy["ids"]) greedy_ids.push_back(id);
+  greedy_ids.resize(256);
+  held_out.push_back(greedy_ids);
+
+  Model fp = load_model(stories_bin());
+  const double ppl_fp = perplexity_of(fp, held_out);
+  testing::TempDir tmp;
+  for (bool sym : {false, true}) {
+    for (int group : {32, -1}) {
+      QuantOptions o;
+      o.group_size = group;
+      o.sym = sym;
+      o.method = Method::Rtn;
+      Model rtn = quantize_and_reload(stories_bin(), o, {}, tmp / "rtn");
+      o.method = Method::Gptq;
+      Model gptq = quantize_and_reload(stories_bin(), o, calibration, tmp / "gptq");
+      ASSERT_EQ(gptq.weights.layers[0].wq.format, WeightFormat::GptqInt4);
+      ASSERT_EQ(gptq.weights.layers[0].w_down.format, WeightFormat::Dense);  // K = 172 cannot be packed
+      const double ppl_rtn = perplexity_of(rtn, held_out), ppl_gptq = perplexity_of(gptq, held_out);
+      std::printf("stories260K group %d sym %d: fp32 %.4f rtn %.4f gptq %.4f\n", group, int(sym), ppl_fp, ppl_rtn,
+                  ppl_gptq);
+      EXPECT_GT(ppl_rtn, ppl_fp);               // 4 bits cost something
+      EXPECT_LT(ppl_gptq, ppl_rtn);             // GPTQ recovers part of it
+      EXPECT_LT(ppl_gptq, ppl_fp * 1.04);       // measured: +1.5% to +2.6%
+    }
+  }
+}
+
+TEST(QuantizeModel, WrittenCheckpointReloadsToTheSameLogits) {
+  const auto calibration = samples(stories_bin(), {7, 8}, 128);
+  testing::TempDir tmp;
+  for (bool act_order : {false, true}) {
+    QuantOptions o;
+    o.group_size = 32;
+    o.act_order = act_order;
+    Model in_memory;
+    Model reloaded = quantize_and_reload(stories_bin(), o, calibration, tmp / "q", &in_memory);
+    EXPECT_EQ(reloaded.weights.layers[2].wv.quant->act_order, act_order);
+    RunnerOptions ro;
+    ro.threads = 1;
+    auto a = make_cpu_runner(in_memory, ro);
+    auto b = make_cpu_runner(reloaded, ro);
+    const std::vector<int32_t> ids = calibration[0];
+    std::vector<int32_t> pos(ids.size());
+    for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+    ForwardRequest req;
+    req.tokens = ids;
+    req.positions = pos;
+    req.logits_rows = ForwardRequest::Rows::All;
+    const ForwardResult ra = a->forward(req);
+    const std::vector<float> la(ra.logits.begin(), ra.logits.end());
+    const ForwardResult rb = b->forward(req);
+    ASSERT_EQ(la.size(), rb.logits.size());
+    for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(la[i], rb.logits[i]) << i;
+  }
+}
+
+TEST(QuantizeModel, HfFixtureQuantizesEveryLinearAndReloads) {
+  const std::string fixture = (testing::kHfFixtures / "llama3_gqa_f32").string();
+  testing::TempDir tmp;
+  QuantOptions o;
+  o.method = Method::Rtn;
+  o.group_size = 32;
+  o.sym = true;
+  Model q = quantize_and_reload(fixture, o, {}, tmp / "q");
+  for (const LayerWeights& l : q.weights.layers)
+    for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      EXPECT_EQ(w->format, WeightFormat::GptqInt4);
+  const nlohmann::json config = nlohmann::json::parse(testing::read_file(tmp / "q" / "config.json"));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "gptq");
+  EXPECT_EQ(config["quantization_config"]["checkpoint_format"], "gptq");
+  EXPECT_FALSE(config["quantization_config"].contains("modules_in_block_to_quantize"));
+  // Tensor names, dtypes and shapes as AutoGPTQ writes them.
+  SafetensorsFile st((tmp / "q" / "model.safetensors").string());
+  const SafetensorsTensor* qweight = st.find("model.layers.0.mlp.down_proj.qweight");
+  ASSERT_NE(qweight, nullptr);
+  EXPECT_EQ(qweight->dtype, DType::I32);
+  EXPECT_EQ(qweight->shape, (std::vector<int64_t>{64 / 8, 32}));
+  EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.scales")->dtype, DType::F16);
+  EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.scales")->shape, (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.qzeros")->shape, (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.g_idx")->shape, (std::vector<int64_t>{64}));
+  EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.weight"), nullptr);
+}
+
+std::vector<float> all_logits(Model& m, const std::vector<int32_t>& ids) {
+  RunnerOptions ro;
+  ro.threads = 1;
+  auto runner = make_cpu_runner(m, ro);
+  std::vector<int32_t> pos(ids.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+  ForwardRequest req;
+  req.tokens = ids;
+  req.positions = pos;
+  req.logits_rows = ForwardRequest::Rows::All;
+  const ForwardResult r = runner->forward(req);
+  return {r.logits.begin(), r.logits.end()};
+}
+
+std::vector<int32_t> random_ids(uint32_t seed, int n, int vocab) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids = {1};
+  while (int(ids.size()) < n) ids.push_back(int32_t(rng() % uint32_t(vocab)));
+  return ids;
+}
+
+// On the random-weight fixtures perplexity is meaningless (their logits are huge), so GPTQ is
+// judged by how close its logits stay to the fp32 model's on held-out tokens.
+TEST(QuantizeModel, HfFixturesGptqLogitsCloserThanRtn) {
+  double sum_rtn = 0.0, sum_gptq = 0.0;
+  for (const char* name : {"llama3_gqa_f32", "llama_mqa_f16", "llama_tied_bf16", "qwen2_bias_sharded"}) {
+    const std::string fixture = (testing::kHfFixtures / name).string();
+    std::vector<std::vector<int32_t>> calibration;
+    for (uint32_t s = 1; s <= 8; ++s) calibration.push_back(random_ids(s, 128, 256));
+    const std::vector<int32_t> held_out = random_ids(99, 128, 256);
+    Model fp = load_model(fixture);
+    const std::vector<float> ref = all_logits(fp, held_out);
+    testing::TempDir tmp;
+    for (int group : {32, -1}) {
+      QuantOptions o;
+      o.group_size = group;
+      o.sym = true;
+      o.method = Method::Rtn;
+      Model rtn = quantize_and_reload(fixture, o, {}, tmp / "rtn");
+      o.method = Method::Gptq;
+      Model gptq = quantize_and_reload(fixture, o, calibration, tmp / "gptq");
+      const double e_rtn = test::relative_l2(all_logits(rtn, held_out), ref);
+      const double e_gptq = test::relative_l2(all_logits(gptq, held_out), ref);
+      std::printf("%s group %d: logits relative error rtn %.4f gptq %.4f\n", name, group, e_rtn, e_gptq);
+      // Random weights and inputs give near-isotropic Hessians, where GPTQ can only gain a little
+      // (measured 0.5-8%; qwen2 g32 is +0.5% worse): allow 2% per case, demand a gain overall.
+      EXPECT_LT(e_gptq, e_rtn * 1.02) << name << " group " << group;
+      sum_rtn += e_rtn;
+      sum_gptq += e_gptq;
+    }
+  }
+  EXPECT_LT(sum_gptq, 0.97 * sum_rtn);
+}
+
+// Rewrites config.json of a copied quantized checkpoint and returns the load error.
+std::string load_error_with(const std::filesystem::path& dir, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json config = nlohmann::json::parse(testing::read_file(dir / "config.json"));
+  edit(config);
+  testing::write_file(dir / "config.json", config.dump());
+  return testing::error_of([&] { load_model(dir.string()); });
+}
+
+TEST(QuantizeModel, BadQuantizationConfigsAreClearErrors) {
+  testing::TempDir tmp;
+  QuantOptions o;
+  o.method = Method::Rtn;
+  o.group_size = 32;
+  quantize_and_reload(stories_bin(), o, {}, tmp / "q");
+  const nlohmann::json original = nlohmann::json::parse(testing::read_file(tmp / "q" / "config.json"));
+  auto with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    testing::write_file(tmp / "q" / "config.json", original.dump());
+    return load_error_with(tmp / "q", edit);
+  };
+  EXPECT_NE(with([](nlohmann::json& c) { c["quantization_config"]["bits"] = 8; }).find("bits must be 4"),
+            std::string::npos);
+  EXPECT_NE(with([](nlohmann::json& c) { c["quantization_config"]["quant_method"] = "awq"; })
+                .find("'awq' is not supported"),
+            std::string::npos);
+  EXPECT_NE(with([](nlohmann::json& c) { c["quantization_config"]["group_size"] = 64; }).find("group_size 64"),
+            std::string::npos);
+  EXPECT_NE(with([](nlohmann::json& c) { c.erase("quantization_config"); }).find("describes the quantization"),
+            std::string::npos);
+  // quantize_config.json (AutoGPTQ's separate file) is read when config.json has none.
+  testing::write_file(tmp / "q" / "quantize_config.json", R"({"bits": 3, "group_size": 32})");
+  EXPECT_NE(with([](nlohmann::json& c) { c.erase("quantization_config"); }).find("quantize_config.json"),
+            std::string::npos);
+}
+
+TEST(QuantizeCli, RtnRunsAndBadFlagsAreErrors) {
+  testing::TempDir tmp;
+  const std::string base = "quantize --model " + stories_bin() + " --out " + (tmp / "out").string() + " --threads 1";
+  const auto ok = test::run_specq(base + " --method rtn --group-size 32 --eval-ids 1,403,407,261,378,432");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  const nlohmann::json report = nlohmann::json::parse(ok.out);
+  EXPECT_EQ(report["quantized_linears"], 20);
+  EXPECT_EQ(report["dense_linears"], 15);
+  EXPECT_GT(report["perplexity_output"].get<double>(), 1.0);
+  EXPECT_NE(ok.err.find("kept dense: model.layers.0.mlp.down_proj: its 172 inputs"), std::string::npos);
+  EXPECT_NE(ok.err.find("20/20"), std::string::npos);
+
+  const auto bits = test::run_specq(base + " --bits 3");
+  EXPECT_EQ(bits.exit_code, 1);
+  EXPECT_NE(bits.err.find("only 4-bit"), std::string::npos) << bits.err;
+  const auto calib = test::run_specq(base + " --method gptq");
+  EXPECT_EQ(calib.exit_code, 1);
+  EXPECT_NE(calib.err.find("--calib-ids"), std::string::npos) << calib.err;
+  const auto method = test::run_specq(base + " --method awq");
+  EXPECT_EQ(method.exit_code, 1);
+  EXPECT_NE(method.err.find("rtn or gptq"), std::string::npos) << method.err;
+  const auto group = test::run_specq(base + " --method rtn --group-size 48");
+  EXPECT_EQ(group.exit_code, 1);
+  EXPECT_NE(group.err.find("no linear layer"), std::string::npos) << group.err;
+}
+
+TEST(QuantizeCli, CalibratesOnJsonlText) {
+  testing::TempDir tmp;
+  const std::string base = "quantize --model " + stories_bin() + " --out " + (tmp / "out").string() +
+                           " --threads 1 --method gptq --group-size 32 --sym --act-order";
+  const std::string gsm8k = test::shared_path("data/gsm8k/test.jsonl");
+  const auto ok = test::run_specq(base + " --calib " + gsm8k + " --text-field question --calib-tokens 600");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(nlohmann::json::parse(ok.out)["calibration_tokens"], 600);
+  Model q = load_model((tmp / "out").string());
+  EXPECT_TRUE(q.weights.layers[4].wo.quant->act_order);
+  EXPECT_TRUE(std::filesystem::exists(tmp / "out" / "tok512.bin"));  // the tokenizer travels along
+
+  testing::write_file(tmp / "bad.jsonl", "{\"text\": \"Once upon a time\"}\n{\"txt\": 1}\n");
+  const auto bad = test::run_specq(base + " --calib " + (tmp / "bad.jsonl").string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("bad.jsonl:2: expected an object with a string field \"text\""), std::string::npos)
+      << bad.err;
+}
+
+}  // namespace
+}  // namespace specq

@@ -1,0 +1,115 @@
+// EAGLE head checkpoints and the --spec CLI flags.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "spec/eagle_loader.h"
+#include "spec_test_util.h"
+
+namespace specq {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes the head as the EAGLE repository names it (fc.weight = [fc1 | fc2] side by side).
+void write_safetensors(const EagleWeights& w, const ModelConfig& c, const fs::path& dir) {
+  const int64_t h = c.hidden_size;
+  std::vector<std::pair<std::string, std::vector<float>>> tensors;
+  std::vector<std::vector<int64_t>> shapes;
+  auto values = [](const Weight& t) {
+    const float* p = static_cast<const float*>(t.data);
+    return std::vector<float>(p, p + t.numel());
+  };
+  std::vector<float> fc(size_t(2 * h * h));
+  const std::vector<float> fc1 = values(w.fc1), fc2 = values(w.fc2);
+  for (int64_t r = 0; r < h; ++r) {
+    std::copy_n(fc1.begin() + r * h, h, fc.begin() + r * 2 * h);
+    std::copy_n(fc2.begin() + r * h, h, fc.begin() + r * 2 * h + h);
+  }
+  auto add = [&](const std::string& name, std::vector<float> v, std::vector<int64_t> shape) {
+    tensors.emplace_back(name, std::move(v));
+    shapes.push_back(std::move(shape));
+  };
+  add("fc.weight", fc, {h, 2 * h});
+  add("fc.bias", w.fc_bias, {h});
+  add("embed_tokens.weight", std::vector<float>(size_t(c.vocab_size * h), 0.5f), {c.vocab_size, h});  // unused
+  const std::string l = "layers.0.";
+  add(l + "self_attn.q_proj.weight", values(w.wq), w.wq.shape);
+  add(l + "self_attn.k_proj.weight", values(w.wk), w.wk.shape);
+  add(l + "self_attn.v_proj.weight", values(w.wv), w.wv.shape);
+  add(l + "self_attn.o_proj.weight", values(w.wo), w.wo.shape);
+  add(l + "post_attention_layernorm.weight", w.ffn_norm, {h});
+  add(l + "mlp.gate_proj.weight", values(w.w_gate), w.w_gate.shape);
+  add(l + "mlp.up_proj.weight", values(w.w_up), w.w_up.shape);
+  add(l + "mlp.down_proj.weight", values(w.w_down), w.w_down.shape);
+  nlohmann::json header = nlohmann::json::object();
+  size_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const size_t bytes = tensors[i].second.size() * 4;
+    header[tensors[i].first] = {{"dtype", "F32"}, {"shape", shapes[i]}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  while (text.size() % 8 != 0) text += ' ';
+  fs::create_directories(dir);
+  std::ofstream out(dir / "model.safetensors", std::ios::binary);
+  const uint64_t length = text.size();
+  out.write(reinterpret_cast<const char*>(&length), 8);
+  out.write(text.data(), std::streamsize(text.size()));
+  for (const auto& [name, v] : tensors)
+    out.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * 4));
+}
+
+TEST(EagleLoader, SafetensorsRoundTripGivesTheSameHead) {
+  Model base = load_model(test::stories260k_path());
+  const EagleWeights random = random_eagle_weights(base.config, 42);
+  const fs::path dir = fs::temp_directory_path() / ("specq_eagle_" + std::to_string(::getpid()));
+  write_safetensors(random, base.config, dir);
+  EagleHead a(base, random_eagle_weights(base.config, 42), 64, 16);
+  EagleHead b(base, load_eagle_weights(dir.string(), base.config), 64, 16);
+  const std::vector<int32_t> tokens{5, 77, 300, 2};
+  const std::vector<int32_t> positions{0, 1, 2, 3};
+  std::vector<float> features(4 * size_t(base.config.hidden_size));
+  for (size_t i = 0; i < features.size(); ++i) features[i] = synthetic_value(9, i, 0.0f, 1.0f);
+  a.forward(tokens, features.data(), positions, 0, 0, nullptr, 0, 0);
+  b.forward(tokens, features.data(), positions, 0, 0, nullptr, 0, 0);
+  for (int t = 0; t < 4; ++t)
+    for (int v = 0; v < base.config.vocab_size; ++v) ASSERT_EQ(a.logits(t)[v], b.logits(t)[v]);
+  fs::remove_all(dir);
+  EXPECT_THROW(load_eagle_weights(dir.string(), base.config), Error);
+}
+
+std::string run(const std::string& args) {
+  const std::string command = std::string(SPECQ_BINARY) + " " + args + " 2>&1";
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  std::array<char, 4096> buffer{};
+  while (fgets(buffer.data(), int(buffer.size()), pipe) != nullptr) output += buffer.data();
+  EXPECT_EQ(pclose(pipe), 0) << output;
+  return output;
+}
+
+TEST(SpecCli, EveryMethodMatchesPlainGreedyAndReportsStatistics) {
+  const std::string model = test::stories260k_path();
+  const std::string common = "generate --model " + model + " --prompt-ids \"\" --max-new-tokens 40 --json --threads 1";
+  const auto plain = nlohmann::json::parse(run(common));
+  EXPECT_FALSE(plain.contains("mean_accepted_length"));
+  const std::vector<std::string> methods{"--spec eagle --eagle random:3", "--spec eagle --tree-topk 4 --tree-size 90",
+                                        "--spec draft --draft " + model, "--spec cascade --draft " + model};
+  for (const std::string& spec : methods) {
+    const auto out = nlohmann::json::parse(run(common + " " + spec));
+    EXPECT_EQ(out["token_ids"], plain["token_ids"]) << spec;
+    EXPECT_GE(out["mean_accepted_length"].get<double>(), 1.0) << spec;
+    EXPECT_GT(out["target_steps"].get<int>(), 0) << spec;
+    for (const char* phase : {"draft", "verify", "bookkeeping"}) EXPECT_TRUE(out["phase_seconds"].contains(phase));
+  }
+}
+
+}  // namespace
+}  // namespace specq
