@@ -29,7 +29,7 @@ for t in "${threads[@]}"; do
     a=(); b=()
     for i in 1 2 3 4 5; do a+=("$(runc_tps "$t" "$bin" "$tok")"); b+=("$(specq_tps "$t" "$model")"); done
     ra=$(printf '%s\n' "${a[@]}" | median); rb=$(printf '%s\n' "${b[@]}" | median)
-    printf '%-12s %8s %14.1f %14.1f %8.2f\n' "$m" "$t" "$ra" "$rb" "$(echo "$rb / $ra" | bc -l)"
+    printf '%-12s %8s %14.1f %14.1f %8.2f\n' "$m" "$t" "$ra" "$rb" "$(awk -v a="$ra" -v b="$rb" 'BEGIN {print b / a}')"
   done
 done
 rm -rf "$work"

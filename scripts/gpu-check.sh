@@ -2,7 +2,8 @@
 # One call on the GPU machine: pcre2 from the carried Debian .debs (the image lacks libpcre2-dev),
 # build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
 # the same card, and a short table last. Logs and JSON go to $OUT.
-#   usage (from the repo root, via the device tool with carry [".debs"]): scripts/gpu-check.sh [quick]
+#   usage (from the repo root, via the device tool with carry [".debs"]):
+#     scripts/gpu-check.sh [full|bench|tests|build]   (build: only the specq binary, for profiling)
 #   SPECQ_ARCHS overrides the CUDA architectures (e.g. 90a to halve the build on an H100).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ archs=()
 if ! cmake --preset gpu -DSPECQ_GPU_TESTS=ON -DSPECQ_BENCH=OFF "${archs[@]}" >"$OUT/configure.log" 2>&1; then
   tail -40 "$OUT/configure.log"; exit 1
 fi
+if [[ "$MODE" == "build" ]]; then cmake --build build/gpu -j16 --target specq >"$OUT/build.log" 2>&1; exit $?; fi
 # -k 0: a test of another area failing to build here must not hide the CUDA results.
 if ! cmake --build build/gpu -j16 -- -k 0 >"$OUT/build.log" 2>&1; then
   echo "build failures:"; grep "^FAILED" "$OUT/build.log"

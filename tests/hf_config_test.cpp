@@ -268,7 +268,15 @@ TEST(HfConfig, Errors) {
   EXPECT_EQ(with("layer_types", {"full_attention", "sliding_attention"}),
             "config.json: layer type \"sliding_attention\" is not supported (supported: full_attention)");
   EXPECT_EQ(with("num_key_value_heads", 3),
-            "config: num_key_value_heads (3) must divide num_attention_heads (4)");
+            "config.json: config: num_key_value_heads (3) must divide num_attention_heads (4)");
+  EXPECT_EQ(with("num_key_value_heads", 0),
+            "config.json: config: num_key_value_heads (0) must divide num_attention_heads (4)");
+  EXPECT_EQ(with("hidden_size", -32), "config.json: config: hidden_size must be positive (got -32)");
+  // Products that would overflow int downstream are refused up front.
+  EXPECT_EQ(with("head_dim", 1 << 30),
+            "config.json: num_attention_heads * head_dim = 4294967296 exceeds the supported maximum of 1048576");
+  EXPECT_EQ(with("vocab_size", 1 << 30),
+            "config.json: vocab_size = 1073741824 exceeds the supported maximum of 16777216");
   EXPECT_EQ(with("rope_parameters", "llama3"), "config.json: 'rope_parameters' must be an object, got string");
 
   json j = llama3_5x();

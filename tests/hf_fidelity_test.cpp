@@ -100,6 +100,22 @@ TEST(HfLoading, WeightsAreZeroCopy) {
   EXPECT_EQ(load_model((kHfFixtures / "qwen2_bias_sharded").string()).storage.size(), 4u);
 }
 
+TEST(HfLoading, FindsTokenizerAndAcceptsAFileOfTheDirectory) {
+  testing::TempDir tmp;
+  const auto dir = testing::copy_fixture("llama_tied_bf16", tmp.path());
+  EXPECT_EQ(load_model(dir.string()).tokenizer_path, "");
+  testing::write_file(dir / "tokenizer.json", "{}");
+  EXPECT_EQ(load_model(dir.string()).tokenizer_path, dir.string());
+  // config.json or a .safetensors file stands for its directory.
+  for (const char* file : {"config.json", "model.safetensors"}) {
+    const Model m = load_model((dir / file).string());
+    EXPECT_EQ(m.source, dir.string()) << file;
+    EXPECT_TRUE(m.config.tie_word_embeddings) << file;
+    EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data) << file;
+    EXPECT_EQ(m.config.dtype, DType::BF16) << file;
+  }
+}
+
 // safetensors does not align tensors; a float tensor at an odd offset is copied, and still right.
 TEST(HfLoading, MisalignedTensorsAreCopied) {
   testing::TempDir tmp;

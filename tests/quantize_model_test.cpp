@@ -67,6 +67,27 @@ Model quantize_and_reload(const std::string& model_path, const QuantOptions& o,
   return reloaded;
 }
 
+std::vector<float> all_logits(Model& m, const std::vector<int32_t>& ids) {
+  RunnerOptions ro;
+  ro.threads = 1;
+  auto runner = make_cpu_runner(m, ro);
+  std::vector<int32_t> pos(ids.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+  ForwardRequest req;
+  req.tokens = ids;
+  req.positions = pos;
+  req.logits_rows = ForwardRequest::Rows::All;
+  const ForwardResult r = runner->forward(req);
+  return {r.logits.begin(), r.logits.end()};
+}
+
+std::vector<int32_t> random_ids(uint32_t seed, int n, int vocab) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids = {1};
+  while (int(ids.size()) < n) ids.push_back(int32_t(rng() % uint32_t(vocab)));
+  return ids;
+}
+
 TEST(QuantizeModel, StoriesGptqBeatsRtnAndStaysCloseToFp32) {
   const auto calibration = samples(stories_bin(), {1, 2, 3, 4, 5, 6, 7, 8}, 256);
   auto held_out = samples(stories_bin(), {101, 102, 103, 104}, 256);
@@ -111,22 +132,10 @@ TEST(QuantizeModel, WrittenCheckpointReloadsToTheSameLogits) {
     Model in_memory;
     Model reloaded = quantize_and_reload(stories_bin(), o, calibration, tmp / "q", &in_memory);
     EXPECT_EQ(reloaded.weights.layers[2].wv.quant->act_order, act_order);
-    RunnerOptions ro;
-    ro.threads = 1;
-    auto a = make_cpu_runner(in_memory, ro);
-    auto b = make_cpu_runner(reloaded, ro);
-    const std::vector<int32_t> ids = calibration[0];
-    std::vector<int32_t> pos(ids.size());
-    for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
-    ForwardRequest req;
-    req.tokens = ids;
-    req.positions = pos;
-    req.logits_rows = ForwardRequest::Rows::All;
-    const ForwardResult ra = a->forward(req);
-    const std::vector<float> la(ra.logits.begin(), ra.logits.end());
-    const ForwardResult rb = b->forward(req);
-    ASSERT_EQ(la.size(), rb.logits.size());
-    for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(la[i], rb.logits[i]) << i;
+    const std::vector<float> la = all_logits(in_memory, calibration[0]);
+    const std::vector<float> lb = all_logits(reloaded, calibration[0]);
+    ASSERT_EQ(la.size(), lb.size());
+    for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(la[i], lb[i]) << i;
   }
 }
 
@@ -156,27 +165,6 @@ TEST(QuantizeModel, HfFixtureQuantizesEveryLinearAndReloads) {
   EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.qzeros")->shape, (std::vector<int64_t>{2, 4}));
   EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.g_idx")->shape, (std::vector<int64_t>{64}));
   EXPECT_EQ(st.find("model.layers.0.mlp.down_proj.weight"), nullptr);
-}
-
-std::vector<float> all_logits(Model& m, const std::vector<int32_t>& ids) {
-  RunnerOptions ro;
-  ro.threads = 1;
-  auto runner = make_cpu_runner(m, ro);
-  std::vector<int32_t> pos(ids.size());
-  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
-  ForwardRequest req;
-  req.tokens = ids;
-  req.positions = pos;
-  req.logits_rows = ForwardRequest::Rows::All;
-  const ForwardResult r = runner->forward(req);
-  return {r.logits.begin(), r.logits.end()};
-}
-
-std::vector<int32_t> random_ids(uint32_t seed, int n, int vocab) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids = {1};
-  while (int(ids.size()) < n) ids.push_back(int32_t(rng() % uint32_t(vocab)));
-  return ids;
 }
 
 // On the random-weight fixtures perplexity is meaningless (their logits are huge), so GPTQ is

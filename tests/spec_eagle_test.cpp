@@ -66,13 +66,9 @@ void write_safetensors(const EagleWeights& w, const ModelConfig& c, const fs::pa
     out.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * 4));
 }
 
-TEST(EagleLoader, SafetensorsRoundTripGivesTheSameHead) {
-  Model base = load_model(test::stories260k_path());
-  const EagleWeights random = random_eagle_weights(base.config, 42);
-  const fs::path dir = fs::temp_directory_path() / ("specq_eagle_" + std::to_string(::getpid()));
-  write_safetensors(random, base.config, dir);
-  EagleHead a(base, random_eagle_weights(base.config, 42), 64, 16);
-  EagleHead b(base, load_eagle_weights(dir.string(), base.config), 64, 16);
+// Two heads with the same weights give bit-identical logits on the same inputs.
+void expect_same_head(Model& base, EagleWeights a_weights, EagleWeights b_weights) {
+  EagleHead a(base, std::move(a_weights), 64, 16), b(base, std::move(b_weights), 64, 16);
   const std::vector<int32_t> tokens{5, 77, 300, 2};
   const std::vector<int32_t> positions{0, 1, 2, 3};
   std::vector<float> features(4 * size_t(base.config.hidden_size));
@@ -81,8 +77,39 @@ TEST(EagleLoader, SafetensorsRoundTripGivesTheSameHead) {
   b.forward(tokens, features.data(), positions, 0, 0, nullptr, 0, 0);
   for (int t = 0; t < 4; ++t)
     for (int v = 0; v < base.config.vocab_size; ++v) ASSERT_EQ(a.logits(t)[v], b.logits(t)[v]);
+}
+
+TEST(EagleLoader, SafetensorsRoundTripGivesTheSameHead) {
+  Model base = load_model(test::stories260k_path());
+  const EagleWeights random = random_eagle_weights(base.config, 42);
+  const fs::path dir = fs::temp_directory_path() / ("specq_eagle_" + std::to_string(::getpid()));
+  write_safetensors(random, base.config, dir);
+  expect_same_head(base, random_eagle_weights(base.config, 42), load_eagle_weights(dir.string(), base.config));
   fs::remove_all(dir);
   EXPECT_THROW(load_eagle_weights(dir.string(), base.config), Error);
+}
+
+// The fixture (tests/fixtures/eagle/make_fixture.py) holds the same head as torch.save's zip+pickle and as
+// safetensors; both must load to identical weights, and a pickle that calls anything else is refused.
+TEST(EagleLoader, TorchPickleAndSafetensorsAgree) {
+  Model base = load_model(test::stories260k_path());
+  const std::string fixtures = std::string(SPECQ_FIXTURE_DIR) + "/eagle/";
+  const EagleWeights from_torch = load_eagle_weights(fixtures + "torch", base.config);
+  const EagleWeights from_safetensors = load_eagle_weights(fixtures + "safetensors", base.config);
+  // fc.weight[0, 64] is element 64 of tensor 0: 0.1 * sin(0.37 * 64), stored as fp16; it opens fc2.
+  const float expected = half_to_float(float_to_half(float(0.1 * std::sin(0.37 * 64))));
+  EXPECT_EQ(from_torch.fc2.dtype, DType::F16);
+  EXPECT_EQ(half_to_float(static_cast<const uint16_t*>(from_torch.fc2.data)[0]), expected);
+  EXPECT_EQ(from_torch.fc_bias, from_safetensors.fc_bias);
+  EXPECT_EQ(from_torch.ffn_norm, from_safetensors.ffn_norm);
+  expect_same_head(base, load_eagle_weights(fixtures + "torch", base.config),
+                   load_eagle_weights(fixtures + "safetensors", base.config));
+  try {
+    load_eagle_weights(fixtures + "evil", base.config);
+    ADD_FAILURE() << "a pickle calling os.system was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("refuses"), std::string::npos) << e.what();
+  }
 }
 
 std::string run(const std::string& args) {

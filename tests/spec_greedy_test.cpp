@@ -180,6 +180,20 @@ TEST_F(SpecGreedy, OracleTreesUpTo256Nodes) {
   }
 }
 
+// A synthetic model of a real shape (stories15M: vocabulary 32000, six layers), briefly.
+TEST_F(SpecGreedy, Stories15MShape) {
+  Model big = make_synthetic_model("stories15m");
+  auto target = make_cpu_runner(big, small_runner(64));
+  Model cut = test::truncated(big, 2);
+  auto cut_runner = make_cpu_runner(cut, small_runner(64));
+  const std::vector<Case> cases{{{1, 400, 1200, 31000}, 10}, {{1}, 12}};
+  DraftModelDrafter drafter(*cut_runner, 4);
+  check_identity(*target, drafter, cases, "stories15m shape: 2-layer copy, gamma 4");
+  EagleHead head(big, random_eagle_weights(big.config, 1), 64 + 12, 64);
+  EagleDrafter eagle(head, EagleTreeOptions{3, 4, 16});
+  check_identity(*target, eagle, cases, "stories15m shape: eagle D=3 k=4 T=16");
+}
+
 TEST_F(SpecGreedy, Cascades) {
   auto target = make_cpu_runner(*stories_, small_runner());
   Model middle = test::truncated(*stories_, 3), bottom = test::truncated(*stories_, 1);

@@ -92,7 +92,7 @@ void expect_lossless(Runner& target, Drafter& drafter, const SamplingOptions& s,
 class SpecSampling : public ::testing::Test {
  protected:
   void SetUp() override {
-    target_model_ = test::toy_model(kVocab, 16, 2, 100, 3.0f);
+    target_model_ = test::toy_model(kVocab, 8, 2, 100, 3.0f);
     draft_model_ = test::truncated(target_model_, 1);  // related but different: accepts and rejects
     target_ = make_cpu_runner(target_model_, small_runner(64));
     draft_ = make_cpu_runner(draft_model_, small_runner(64));
@@ -126,24 +126,24 @@ TEST(ChiSquare, PValuesMatchKnownValues) {
 TEST_F(SpecSampling, ChainIsLossless) {
   DraftModelDrafter drafter(*draft_, 2);
   expect_lossless(*target_, drafter, plain(1), 100000, "chain gamma 2, T=1");
-  expect_lossless(*target_, drafter, truncated_sampling(2), 20000, "chain gamma 2, T=1.5 top-k 12 top-p 0.95");
+  expect_lossless(*target_, drafter, truncated_sampling(2), 10000, "chain gamma 2, T=1.5 top-k 12 top-p 0.95");
 }
 
 TEST_F(SpecSampling, TreeIsLossless) {
   EagleHead head(target_model_, random_eagle_weights(target_model_.config, 9), 64 + 16, 64);
   EagleDrafter drafter(head, EagleTreeOptions{2, 4, 10});
   expect_lossless(*target_, drafter, plain(3), 100000, "eagle tree D=2 k=4 T=10, T=1");
-  expect_lossless(*target_, drafter, truncated_sampling(4), 20000, "eagle tree, T=1.5 top-k 12 top-p 0.95");
+  expect_lossless(*target_, drafter, truncated_sampling(4), 10000, "eagle tree, T=1.5 top-k 12 top-p 0.95");
 }
 
 TEST_F(SpecSampling, CascadeIsLossless) {
   // The target's weights with a flatter LM head: close to the target, not equal to it.
-  Model middle_model = test::toy_model(kVocab, 16, 2, 100, 2.0f);
+  Model middle_model = test::toy_model(kVocab, 8, 2, 100, 2.0f);
   auto middle = make_cpu_runner(middle_model, small_runner(64));
   const SamplingOptions s = plain(5);
   DraftModelDrafter inner(*draft_, 2);
   CascadeDrafter cascade(*middle, inner, 3, s);
-  expect_lossless(*target_, cascade, s, 20000, "cascade draft -> middle -> target");
+  expect_lossless(*target_, cascade, s, 10000, "cascade draft -> middle -> target");
 }
 
 // The test has power: the draft model's own distribution is rejected outright.

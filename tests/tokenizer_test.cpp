@@ -149,7 +149,12 @@ TEST(HfTokenizer, MalformedJsonIsAnError) {
   expect_error(R"({"normalizer": {"type": "NFKC"}, )" + bpe + "}", "unsupported normalizer type \"NFKC\"");
   expect_error(R"({"decoder": {"type": "WordPiece"}, )" + bpe + "}", "unsupported decoder type");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})", "not in the vocabulary");
-  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})", "malformed");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})", "must be an integer");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 1e50}, "merges": []}})", "must be an integer");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 99999999999}, "merges": []}})", "out of range");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 5000000}, "merges": []}})", "far beyond");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [1]}})", "must be \"a b\"");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [[1, 2]]}})", "malformed");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["ab"]}})", "not of the form");
   expect_error(R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(["}, "behavior": "Isolated"}, )" + bpe + "}",
                "does not compile");

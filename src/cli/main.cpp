@@ -17,7 +17,9 @@ int main(int argc, char** argv) {
       specq::cli::add_bench(app),
       specq::cli::add_tokenize(app),
       specq::cli::add_quantize(app),
+#if defined(SPECQ_HAVE_SERVER)
       specq::cli::add_serve(app),
+#endif
   };
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <optional>
 
@@ -13,6 +14,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+constexpr int64_t kMaxDim = int64_t(1) << 20, kMaxVocab = int64_t(1) << 24, kMaxLayers = 4096;
 
 // Typed access to the fields of one JSON object; a null field counts as absent, as in transformers.
 class Fields {
@@ -224,7 +227,24 @@ ModelConfig parse_hf_config(const json& config, const std::string& source) {
   if (!bos.empty()) c.bos_token_id = bos[0];
   add_unique(c.eos_token_ids, f.token_ids("eos_token_id"));
 
-  c.validate();
+  // Sizes far beyond any real model would only overflow the shape arithmetic downstream.
+  const int64_t limits[][2] = {{c.vocab_size, kMaxVocab},
+                               {c.hidden_size, kMaxDim},
+                               {c.intermediate_size, kMaxDim},
+                               {c.num_layers, kMaxLayers},
+                               {int64_t(c.num_heads) * c.head_dim, kMaxDim},
+                               {int64_t(c.num_kv_heads) * c.head_dim, kMaxDim}};
+  const char* names[] = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                         "num_attention_heads * head_dim", "num_key_value_heads * head_dim"};
+  for (size_t i = 0; i < std::size(limits); ++i) {
+    SPECQ_CHECK(limits[i][0] <= limits[i][1], "{}: {} = {} exceeds the supported maximum of {}", source, names[i],
+                limits[i][0], limits[i][1]);
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", source, e.what());
+  }
   return c;
 }
 

@@ -8,7 +8,6 @@
 #include "backend/cpu/ops.h"
 #include "core/error.h"
 #include "core/synthetic_rng.h"
-#include "io/synthetic.h"
 
 namespace specq {
 
@@ -46,9 +45,24 @@ EagleWeights random_eagle_weights(const ModelConfig& c, uint64_t seed) {
   return w;
 }
 
-EagleHead::EagleHead(Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward)
-    : base_(base), config_(base.config), w_(std::move(weights)) {
-  materialize_synthetic(base_);  // the head reads the base's embedding and LM head on the host
+// The head reads the base's embedding and LM head on the host. A synthetic: base has no host bytes
+// (its values are a function of the index); make fp32 copies of these two tensors only.
+Weight EagleHead::host_view(const Weight& w, std::vector<float>& storage) {
+  if (w.data != nullptr) return w;
+  SPECQ_CHECK(w.synthetic, "EAGLE head: a base-model tensor has no data");
+  storage.resize(size_t(w.numel()));
+  for (size_t i = 0; i < storage.size(); ++i) storage[i] = synthetic_value(w.seed, i, w.offset, w.scale);
+  Weight out = w;
+  out.dtype = DType::F32;
+  out.synthetic = false;
+  out.data = storage.data();
+  return out;
+}
+
+EagleHead::EagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward)
+    : config_(base.config), w_(std::move(weights)) {
+  embed_ = host_view(base.weights.embed, host_embed_);
+  lm_head_ = host_view(base.weights.lm_head, host_lm_head_);
   const ModelConfig& c = config_;
   hidden_ = c.hidden_size;
   vocab_ = c.vocab_size;
@@ -95,7 +109,7 @@ void EagleHead::forward(std::span<const int32_t> tokens, const float* features, 
   SPECQ_CHECK(committed >= 0 && committed <= row0 && row0 + n <= max_rows_,
               "EAGLE head: rows [{}, {}) exceed its cache of {} rows", row0, row0 + n, max_rows_);
   const int64_t h = hidden_, q_dim = c.q_dim(), kv = c.kv_dim(), qkv_dim = q_dim + 2 * kv;
-  const Weight& embed = base_.weights.embed;
+  const Weight& embed = embed_;
   for (int t = 0; t < n; ++t) {
     SPECQ_CHECK(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < vocab_, "EAGLE head: token {} out of range",
                 tokens[size_t(t)]);
@@ -132,7 +146,7 @@ void EagleHead::forward(std::span<const int32_t> tokens, const float* features, 
   for (int64_t i = 0; i < n * h; ++i) out_[size_t(i)] = x_[size_t(i)] + delta_[size_t(i)];
 
   if (logits_from < n)
-    cpu::linear(out_.data() + logits_from * h, n - logits_from, base_.weights.lm_head, nullptr,
+    cpu::linear(out_.data() + logits_from * h, n - logits_from, lm_head_, nullptr,
                 logits_.data() + int64_t(logits_from) * vocab_, vocab_, scratch_.data());
 }
 

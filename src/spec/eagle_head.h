@@ -30,8 +30,8 @@ EagleWeights random_eagle_weights(const ModelConfig& base, uint64_t seed);
 
 class EagleHead {
  public:
-  // `base` lends its embedding and LM head; max_rows is the head's KV-cache size.
-  EagleHead(Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward);
+  // `base` lends its embedding and LM head (it must outlive the head); max_rows is the KV-cache size.
+  EagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward);
 
   // Runs n inputs (tokens[i], feature row i of features, [n][H]) at `positions`. Their K/V go to
   // rows [row0, row0 + n); each sees rows [0, committed) and, of rows [committed, row0 + n), those
@@ -47,8 +47,11 @@ class EagleHead {
   int max_tokens_per_forward() const { return max_tokens_; }
 
  private:
-  Model& base_;
+  static Weight host_view(const Weight& w, std::vector<float>& storage);
+
   ModelConfig config_;
+  Weight embed_, lm_head_;                         // the base's, readable on the host
+  std::vector<float> host_embed_, host_lm_head_;   // their bytes, for synthetic: bases only
   EagleWeights w_;
   int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0;
   std::vector<float> inv_freq_, k_cache_, v_cache_;

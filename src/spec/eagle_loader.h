@@ -1,4 +1,5 @@
-// EAGLE-1/2 head checkpoints: a directory with model.safetensors (or a sharded index).
+// EAGLE-1/2 head checkpoints: a directory with model.safetensors (or a sharded index), or with the
+// pytorch_model.bin the EAGLE authors publish (read by io/torch_checkpoint.h, which runs no code).
 #pragma once
 #include <string>
 

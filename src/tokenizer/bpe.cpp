@@ -6,10 +6,14 @@ namespace specq {
 
 namespace {
 
-// Min-heap order on (rank, position): std heaps are max-heaps, so "less" means "comes later".
-bool later(const BpeScratch::Candidate& a, const BpeScratch::Candidate& b) {
-  return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
-}
+// Min-heap order on (rank, position): std heaps are max-heaps, so "less" means "comes later". A function
+// object (not a function pointer) so that the heap operations inline it.
+struct Later {
+  bool operator()(const BpeScratch::Candidate& a, const BpeScratch::Candidate& b) const {
+    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
+  }
+};
+constexpr Later later;
 
 }  // namespace
 
@@ -23,7 +27,8 @@ void bpe_merge(const PairMergeMap& merges, std::vector<int32_t>& ids, BpeScratch
   for (int32_t i = 0; i < count; ++i) {
     symbols[i] = {ids[i], i - 1, i + 1 < count ? i + 1 : -1};
     if (i + 1 < count) {
-      if (const PairMerge* merge = merges.find(ids[i], ids[i + 1])) heap.push_back({merge->rank, i, merge->merged_id});
+      if (const PairMerge* merge = merges.find(ids[i], ids[i + 1]))
+        heap.push_back({merge->rank, i, merge->merged_id, ids[i], ids[i + 1]});
     }
   }
   std::make_heap(heap.begin(), heap.end(), later);
@@ -32,7 +37,7 @@ void bpe_merge(const PairMergeMap& merges, std::vector<int32_t>& ids, BpeScratch
     const int32_t right = symbols[left].next;
     if (right < 0) return;
     if (const PairMerge* merge = merges.find(symbols[left].id, symbols[right].id)) {
-      heap.push_back({merge->rank, left, merge->merged_id});
+      heap.push_back({merge->rank, left, merge->merged_id, symbols[left].id, symbols[right].id});
       std::push_heap(heap.begin(), heap.end(), later);
     }
   };
@@ -42,11 +47,10 @@ void bpe_merge(const PairMergeMap& merges, std::vector<int32_t>& ids, BpeScratch
     const BpeScratch::Candidate top = heap.back();
     heap.pop_back();
     auto& left = symbols[top.pos];
-    if (left.id < 0 || left.next < 0) continue;
-    auto& right = symbols[left.next];
     // The pair may have changed since this candidate was queued; only merge if it is still the same pair.
-    const PairMerge* current = merges.find(left.id, right.id);
-    if (current == nullptr || current->rank != top.rank || current->merged_id != top.merged_id) continue;
+    if (left.id != top.left_id || left.next < 0) continue;
+    auto& right = symbols[left.next];
+    if (right.id != top.right_id) continue;
     left.id = top.merged_id;
     right.id = -1;
     left.next = right.next;

@@ -19,6 +19,8 @@ struct BpeScratch {
     int32_t rank;
     int32_t pos;
     int32_t merged_id;
+    int32_t left_id;   // the pair as it was when queued: if either side has changed since, the candidate
+    int32_t right_id;  // is stale
   };
   std::vector<Symbol> symbols;
   std::vector<Candidate> heap;

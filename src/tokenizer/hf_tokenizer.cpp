@@ -85,6 +85,19 @@ const json& required(const json& object, const char* key, std::string_view where
   return object.at(key);
 }
 
+// A non-negative integer field; nlohmann's own conversion is undefined for out-of-range numbers.
+int64_t read_count(const json& value, std::string_view what, int64_t limit) {
+  SPECQ_CHECK(value.is_number_integer(), "{} must be an integer, not {}", what, value.dump());
+  const auto number = value.get<int64_t>();
+  SPECQ_CHECK(number >= 0 && number < limit && !(value.is_number_unsigned() && value.get<uint64_t>() >= static_cast<uint64_t>(limit)),
+              "{} {} is out of range [0, {})", what, value.dump(), limit);
+  return number;
+}
+
+constexpr int64_t kMaxTokenId = int64_t{1} << 30;
+
+int32_t read_id(const json& value, std::string_view what) { return static_cast<int32_t>(read_count(value, what, kMaxTokenId)); }
+
 std::string string_or_content(const json& value) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_object() && value.contains("content")) return value.at("content").get<std::string>();
@@ -138,11 +151,18 @@ class PrependNormalizer : public NormalizerStep {
 
 class ReplaceNormalizer : public NormalizerStep {
  public:
-  ReplaceNormalizer(std::unique_ptr<Regex> pattern, std::string content)
-      : pattern_(std::move(pattern)), content_(std::move(content)) {}
+  // A {"String": ...} pattern is replaced literally (much faster than a regex); {"Regex": ...} by matches.
+  ReplaceNormalizer(const json& pattern, std::string content, std::string_view where) : content_(std::move(content)) {
+    if (pattern.is_object() && pattern.contains("String")) literal_ = pattern.at("String").get<std::string>();
+    else regex_ = compile_pattern(pattern, where);
+  }
   void apply(std::string& text) const override {
+    if (!regex_) {
+      if (text.find(literal_) != std::string::npos) text = replace_all(text, literal_, content_);
+      return;
+    }
     std::vector<MatchSpan> matches;
-    pattern_->find_all(text, matches);
+    regex_->find_all(text, matches);
     if (matches.empty()) return;
     std::string out;
     size_t pos = 0;
@@ -156,7 +176,8 @@ class ReplaceNormalizer : public NormalizerStep {
   }
 
  private:
-  std::unique_ptr<Regex> pattern_;
+  std::string literal_;
+  std::unique_ptr<Regex> regex_;
   std::string content_;
 };
 
@@ -177,9 +198,9 @@ void parse_normalizer(const json& spec, std::vector<std::unique_ptr<NormalizerSt
   } else if (type == "Prepend") {
     steps.push_back(std::make_unique<PrependNormalizer>(required(spec, "prepend", "Prepend normalizer").get<std::string>()));
   } else if (type == "Replace") {
-    steps.push_back(std::make_unique<ReplaceNormalizer>(
-        compile_pattern(required(spec, "pattern", "Replace normalizer"), "Replace normalizer"),
-        required(spec, "content", "Replace normalizer").get<std::string>()));
+    steps.push_back(std::make_unique<ReplaceNormalizer>(required(spec, "pattern", "Replace normalizer"),
+                                                        required(spec, "content", "Replace normalizer").get<std::string>(),
+                                                        "Replace normalizer"));
   } else if (type == "Strip") {
     steps.push_back(std::make_unique<StripNormalizer>(spec.value("strip_left", true), spec.value("strip_right", true)));
   } else {
@@ -407,8 +428,7 @@ class ByteLevelDecoder : public DecoderStep {
 
 class ReplaceDecoder : public DecoderStep {
  public:
-  ReplaceDecoder(std::unique_ptr<Regex> pattern, std::string content)
-      : normalizer_(std::move(pattern), std::move(content)) {}
+  ReplaceDecoder(const json& pattern, std::string content) : normalizer_(pattern, std::move(content), "Replace decoder") {}
   void apply(std::vector<std::string>& tokens) const override {
     for (std::string& token : tokens) normalizer_.apply(token);
   }
@@ -524,16 +544,16 @@ void parse_decoder(const json& spec, DecoderPipeline& pipeline) {
   } else if (type == "ByteLevel") {
     pipeline.steps.push_back(std::make_unique<ByteLevelDecoder>());
   } else if (type == "Replace") {
-    pipeline.steps.push_back(std::make_unique<ReplaceDecoder>(
-        compile_pattern(required(spec, "pattern", "Replace decoder"), "Replace decoder"),
-        required(spec, "content", "Replace decoder").get<std::string>()));
+    pipeline.steps.push_back(std::make_unique<ReplaceDecoder>(required(spec, "pattern", "Replace decoder"),
+                                                              required(spec, "content", "Replace decoder").get<std::string>()));
   } else if (type == "ByteFallback") {
     pipeline.steps.push_back(std::make_unique<ByteFallbackDecoder>());
   } else if (type == "Fuse") {
     pipeline.steps.push_back(std::make_unique<FuseDecoder>());
   } else if (type == "Strip") {
     const std::string content = required(spec, "content", "Strip decoder").get<std::string>();
-    pipeline.steps.push_back(std::make_unique<StripDecoder>(content, spec.value("start", size_t{0}), spec.value("stop", size_t{0})));
+    pipeline.steps.push_back(std::make_unique<StripDecoder>(content, static_cast<size_t>(read_count(spec.value("start", json(0)), "Strip decoder start", 1 << 20)),
+                                                              static_cast<size_t>(read_count(spec.value("stop", json(0)), "Strip decoder stop", 1 << 20))));
   } else if (type == "Metaspace") {
     pipeline.steps.push_back(std::make_unique<MetaspaceDecoder>(spec.value("replacement", std::string("\xE2\x96\x81")),
                                                                 parse_prepend_scheme(spec)));
@@ -640,11 +660,15 @@ class HfTokenizer : public Tokenizer {
  public:
   HfTokenizer(const json& spec, const json& config) {
     SPECQ_CHECK(spec.is_object(), "tokenizer.json must hold a JSON object");
+    const json& model = required(spec, "model", "tokenizer.json");
+    const size_t declared = (model.contains("vocab") ? model["vocab"].size() : 0) +
+                            (spec.contains("added_tokens") ? spec["added_tokens"].size() : 0);
+    id_limit_ = static_cast<int32_t>(std::min<size_t>(declared + 65536, kMaxTokenId));
     parse_normalizer(spec.value("normalizer", json()), normalizers_);
     parse_pre_tokenizer(spec.value("pre_tokenizer", json()), pre_tokenizer_);
     parse_decoder(spec.value("decoder", json()), decoder_);
     decoder_.only_byte_level = decoder_.steps.size() == 1 && dynamic_cast<ByteLevelDecoder*>(decoder_.steps[0].get());
-    parse_model(required(spec, "model", "tokenizer.json"));
+    parse_model(model);
     parse_added_tokens(spec.value("added_tokens", json::array()));
     parse_post_processor(spec.value("post_processor", json()));
     parse_config(config);
@@ -729,7 +753,8 @@ class HfTokenizer : public Tokenizer {
 
  private:
   void set_token(int32_t id, const std::string& token) {
-    SPECQ_CHECK(id >= 0 && id < (1 << 30), "token id {} for {:?} is out of range", id, token);
+    // Ids index dense tables, so a stray huge id must not make us allocate gigabytes.
+    SPECQ_CHECK(id < id_limit_, "token id {} for {:?} is far beyond the {} tokens in the file", id, token, id_limit_ - 65536);
     if (static_cast<size_t>(id) >= id_to_token_.size()) {
       id_to_token_.resize(id + 1);
       has_token_.resize(id + 1, false);
@@ -744,7 +769,7 @@ class HfTokenizer : public Tokenizer {
     SPECQ_CHECK(model.value("continuing_subword_prefix", json()).is_null() && model.value("end_of_word_suffix", json()).is_null(),
                 "BPE continuing_subword_prefix / end_of_word_suffix are not supported");
     const json dropout = model.value("dropout", json());
-    SPECQ_CHECK(dropout.is_null() || dropout.get<double>() == 0.0, "BPE dropout is not supported (it makes encoding random)");
+    SPECQ_CHECK(dropout.is_null() || (dropout.is_number() && dropout.get<double>() == 0.0), "BPE dropout is not supported (it makes encoding random)");
     ignore_merges_ = model.value("ignore_merges", false);
     byte_fallback_ = model.value("byte_fallback", false);
     fuse_unk_ = model.value("fuse_unk", false);
@@ -753,7 +778,7 @@ class HfTokenizer : public Tokenizer {
     SPECQ_CHECK(vocab.is_object(), "model.vocab must be an object of token -> id");
     const ByteLevelAlphabet& alphabet = byte_level_alphabet();
     for (const auto& [token, id_value] : vocab.items()) {
-      const auto id = id_value.get<int32_t>();
+      const int32_t id = read_id(id_value, "vocabulary id");
       utf8::check_valid(token, "a vocabulary token");
       set_token(id, token);
       token_lookup_.insert(token, id);
@@ -792,9 +817,11 @@ class HfTokenizer : public Tokenizer {
 
     // Initial symbols: single bytes (byte-level) or characters; byte fallback tokens for unknown characters.
     byte_ids_.fill(-1);
+    ascii_ids_.fill(-1);
     byte_fallback_ids_.fill(-1);
     for (int b = 0; b < 256; ++b) {
       if (pre_tokenizer_.byte_level) byte_ids_[b] = model_lookup_.find(std::string(1, static_cast<char>(b)));
+      if (b < 0x80) ascii_ids_[b] = model_lookup_.find(std::string(1, static_cast<char>(b)));
       byte_fallback_ids_[b] = token_lookup_.find(fmt::format("<0x{:02X}>", b));
     }
     const json unk = model.value("unk_token", json());
@@ -808,7 +835,7 @@ class HfTokenizer : public Tokenizer {
     SPECQ_CHECK(added.is_array(), "added_tokens must be an array");
     for (const json& entry : added) {
       AddedToken token{required(entry, "content", "added token").get<std::string>(),
-                       required(entry, "id", "added token").get<int32_t>(),
+                       read_id(required(entry, "id", "added token"), "added token id"),
                        entry.value("special", false),
                        entry.value("lstrip", false),
                        entry.value("rstrip", false),
@@ -854,14 +881,15 @@ class HfTokenizer : public Tokenizer {
         const std::string name = required(required(item, "SpecialToken", "template item"), "id", "SpecialToken").get<std::string>();
         SPECQ_CHECK(special_tokens.contains(name), "TemplateProcessing uses special token {:?} it does not define", name);
         for (const json& id : required(special_tokens.at(name), "ids", "TemplateProcessing special token")) {
-          const auto value = id.get<int32_t>();
+          const int32_t value = read_id(id, "TemplateProcessing id");
           check_id(value);
           (seen_sequence ? template_suffix_ : template_prefix_).push_back(value);
         }
       }
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
       // Both store [token, id] pairs: cls before the sequence, sep after.
-      const int32_t cls = required(spec, "cls", type)[1].get<int32_t>(), sep = required(spec, "sep", type)[1].get<int32_t>();
+      const int32_t cls = read_id(required(spec, "cls", type).at(1), "cls id");
+      const int32_t sep = read_id(required(spec, "sep", type).at(1), "sep id");
       check_id(cls);
       check_id(sep);
       template_prefix_.assign(1, cls);
@@ -941,6 +969,12 @@ class HfTokenizer : public Tokenizer {
       }
     } else {
       for (size_t pos = 0; pos < word.size();) {
+        if (const auto byte = static_cast<unsigned char>(word[pos]); byte < 0x80 && ascii_ids_[byte] >= 0) {
+          symbols.push_back(ascii_ids_[byte]);
+          previous_unk = false;
+          ++pos;
+          continue;
+        }
         const size_t length = utf8::char_length(static_cast<unsigned char>(word[pos]));
         const std::string_view character = word.substr(pos, length);
         pos += length;
@@ -971,11 +1005,13 @@ class HfTokenizer : public Tokenizer {
   PairMergeMap merges_;
   std::array<int32_t, 256> byte_ids_{};
   std::array<int32_t, 256> byte_fallback_ids_{};
+  std::array<int32_t, 128> ascii_ids_{};  // character-level BPE: vocabulary ids of ASCII characters, -1 if none
   int32_t unk_id_ = -1;
   bool ignore_merges_ = false;
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
 
+  int32_t id_limit_ = 0;
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_token_;
   std::vector<bool> special_;

@@ -18,8 +18,13 @@
 namespace specq::cpu {
 namespace {
 
-// Minimum multiply-adds before a loop is worth spreading over threads.
-constexpr int64_t kParallelWork = 1 << 15;
+// Multiply-adds one extra thread must get to pay for waking it (a few microseconds): small models
+// (stories260K) run serially, large layers use every core.
+constexpr int64_t kWorkPerThread = 1 << 16;
+
+int threads_for(int64_t work) {
+  return int(std::clamp<int64_t>(work / kWorkPerThread, 1, omp_get_max_threads()));
+}
 
 inline float dot(const float* a, const float* b, int64_t k) {
 #if defined(SPECQ_AVX2)
@@ -102,7 +107,8 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const auto* base = static_cast<const uint8_t*>(w.data);
   const bool convert = w.dtype != DType::F32;  // dense fp16/bf16 rows are converted first
   const int64_t work = N * K * n;
-#pragma omp parallel if (work >= kParallelWork)
+  const int threads = threads_for(work);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     float* row_buffer = scratch + int64_t(omp_get_thread_num()) * K;  // this thread's converted row
 #pragma omp for schedule(static)
@@ -158,7 +164,8 @@ void attention_rows(const float* q, int64_t q_stride, const float* k_cache, cons
   const int first_query = rows - n - committed;  // the first query's index among the uncommitted rows
   const float scale = 1.0f / std::sqrt(float(head_dim));
   const int64_t work = int64_t(n) * heads * total * head_dim;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= kParallelWork)
+  const int threads = threads_for(work);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if (threads > 1)
   for (int t = 0; t < n; ++t) {
     for (int h = 0; h < heads; ++h) {
       float* s = scores + int64_t(omp_get_thread_num()) * total;

@@ -252,8 +252,8 @@ __global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
 constexpr int kDecodeMaxRows = 8;
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeKeysPerStep = kDecodeWarps * 2;  // each half-warp takes one key row
-constexpr int kDecodeUnroll = 8;                        // key rows per half-warp loaded before use
-constexpr int kDecodeMaxSplits = 64;
+constexpr int kDecodeUnroll = 4;                        // key rows per half-warp loaded before use
+constexpr int kDecodeMaxSplits = 128;
 constexpr int kDecodeSliceGrain = kDecodeKeysPerStep * kDecodeUnroll;
 
 // grid (kv_heads, splits). Lane l of a half-warp holds head dims [8 (l % 16), +8); q rows for
@@ -313,28 +313,53 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_kernel(Params p) {
       kv[u] = ok ? *reinterpret_cast<const uint4*>(k_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
       vv[u] = ok ? *reinterpret_cast<const uint4*>(v_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
     }
+    // All scores of this batch first (independent dot products and shuffles, so they overlap),
+    // then one running-max update per row for the whole batch instead of one per key.
+    float s[kDecodeUnroll][ROWS];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
-      float kf[8], vf[8];
+      float kf[8];
       unpack8<T>(kv[u], kf);
-      unpack8<T>(vv[u], vf);
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {
-        float s = 0.0f;
+        float dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) s = fmaf(q[r][i], kf[i], s);
+        for (int i = 0; i < 8; ++i) dot = fmaf(q[r][i], kf[i], dot);
+        s[u][r] = dot;
+      }
+    }
 #pragma unroll
-        for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);  // within the half-warp
+    for (int o = 8; o > 0; o >>= 1)  // sum over the 16 lanes of the half-warp
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; ++u)
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) s[u][r] += __shfl_xor_sync(0xffffffffu, s[u][r], o);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      float batch_max = -FLT_MAX;
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; ++u) {
         const bool ok = keys[u] < key_stop && r < p.q_rows &&
                         visible(keys[u], token[r], cache_len, n, has_mask, p.step.mask, words);
-        if (!ok) continue;
-        const float m_new = fmaxf(m[r], s);
-        const float alpha = expf(m[r] - m_new), e = expf(s - m_new);  // m = -FLT_MAX first: alpha = 0
-        l[r] = l[r] * alpha + e;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) acc[r][i] = fmaf(acc[r][i], alpha, e * vf[i]);
-        m[r] = m_new;
+        s[u][r] = ok ? s[u][r] : -FLT_MAX;
+        batch_max = fmaxf(batch_max, s[u][r]);
       }
+      if (batch_max == -FLT_MAX) continue;  // no key of this batch is visible to this row
+      const float m_new = fmaxf(m[r], batch_max);
+      const float alpha = expf(m[r] - m_new);  // m = -FLT_MAX at first: alpha = 0
+      l[r] *= alpha;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; ++u) {
+        const float e = s[u][r] == -FLT_MAX ? 0.0f : expf(s[u][r] - m_new);
+        float vf[8];
+        unpack8<T>(vv[u], vf);
+        l[r] += e;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[r][i] = fmaf(e, vf[i], acc[r][i]);
+      }
+      m[r] = m_new;
     }
   }
 
@@ -428,16 +453,18 @@ __global__ void combine_kernel(Params p) {
 
 bool use_decode(const AttentionShape& s) { return s.n * (s.heads / s.kv_heads) <= kDecodeMaxRows; }
 
-// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys; tiles: 2 per
-// SM, their shared-memory limit), no more than the cache has slice grains.
+// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys), no more than
+// the cache has slice grains.
 int splits_for(const AttentionShape& s, int sm_count) {
   if (use_decode(s)) {
     const int wanted = ceil_div(4 * sm_count, s.kv_heads);
     return std::max(1, std::min(std::min(wanted, kDecodeMaxSplits), ceil_div(s.max_rows, kDecodeSliceGrain)));
   }
+  // Tiles: no more slices than one wave holds (2 blocks per SM, the shared-memory limit); a
+  // prefill chunk that fills the wave by itself gets one slice and no merge pass.
   const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), kTile);
   const int blocks = q_tiles * s.kv_heads;
-  const int wanted = ceil_div(2 * sm_count, blocks);
+  const int wanted = std::max(1, 2 * sm_count / blocks);
   return std::max(1, std::min(std::min(wanted, kMaxSplits), ceil_div(s.max_rows, kTile)));
 }
 
