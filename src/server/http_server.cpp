@@ -206,12 +206,37 @@ struct HttpServer::Impl {
                     {"max_context", engine.max_context()}};
       res.set_content(dump({{"object", "list"}, {"data", json::array({model})}}), "application/json");
     }));
-    http.Post("/v1/chat/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      generate(req, res, Endpoint::kChat);
-    }));
-    http.Post("/v1/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      generate(req, res, Endpoint::kCompletion);
-    }));
+    for (const auto& [path, endpoint] : {std::pair{"/v1/chat/completions", Endpoint::kChat},
+                                         std::pair{"/v1/completions", Endpoint::kCompletion}}) {
+      http.Post(path, [this, endpoint = endpoint](const httplib::Request& req, httplib::Response& res,
+                                                  const httplib::ContentReader& reader) {
+        std::string body;
+        const BodyRead read = read_body(reader, res, body);
+        guarded([&](const httplib::Request&, httplib::Response&) {
+          if (read == BodyRead::kTooLarge)
+            throw ApiError(413, fmt::format("the request body is larger than {} bytes", options.max_body_bytes), "",
+                           "request_too_large");
+          if (read == BodyRead::kFailed) throw ApiError(400, "the request body could not be read", "", "invalid_body");
+          generate(body, res, endpoint);
+        })(req, res);
+      });
+    }
+  }
+
+  enum class BodyRead { kOk, kTooLarge, kFailed };
+
+  // Reads the whole body. httplib 0.11 enforces its limit (setting 413) only on bodies sent with a
+  // Content-Length, so chunked bodies are counted here; past the limit the rest is read and dropped,
+  // which bounds memory and leaves the connection usable for the 413.
+  BodyRead read_body(const httplib::ContentReader& reader, const httplib::Response& res, std::string& body) const {
+    bool fits = true;
+    const bool read = reader([&](const char* data, size_t length) {
+      fits = fits && body.size() + length <= options.max_body_bytes;
+      if (fits) body.append(data, length);
+      return true;
+    });
+    if (!fits || (!read && res.status == 413)) return BodyRead::kTooLarge;
+    return read ? BodyRead::kOk : BodyRead::kFailed;
   }
 
   // Wraps an API route: checks the key when one is set and turns ApiError into an error response.
@@ -233,8 +258,8 @@ struct HttpServer::Impl {
     };
   }
 
-  void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
-    const CompletionRequest request = parse_completion_request(req.body, endpoint);
+  void generate(const std::string& body, httplib::Response& res, Endpoint endpoint) {
+    const CompletionRequest request = parse_completion_request(body, endpoint);
     JobSpec spec;
     spec.stop = request.stop;
     std::string text = request.prompt;

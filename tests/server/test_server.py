@@ -271,7 +271,8 @@ def phase_errors():
 
         def expect_error(status, method, path, param=None, code=None, **kwargs):
             r = requests.request(method, server.url + path, timeout=TIMEOUT, **kwargs)
-            check(r.status_code == status, f"{method} {path} {kwargs}: status {r.status_code}, want {status}: {r.text}")
+            check(r.status_code == status, f"{method} {path} {str(kwargs)[:200]}: status {r.status_code}, want {status}: "
+                                           f"{r.text}")
             check(r.headers.get("Content-Type", "").startswith("application/json"), r.headers)
             body = r.json()
             check(set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body)
@@ -308,6 +309,9 @@ def phase_errors():
         expect_error(400, "POST", chat, param="messages", code="context_length_exceeded",
                      json={"messages": [{"role": "user", "content": long_prompt}]})
         expect_error(413, "POST", post, code="request_too_large", json={"prompt": "x" * 5000})
+        big = json.dumps({"prompt": "x" * 5000}).encode()
+        expect_error(413, "POST", post, code="request_too_large", headers=json_header,
+                     data=(big[i:i + 1000] for i in range(0, len(big), 1000)))  # chunked: no Content-Length
         expect_error(404, "GET", "/v1/nothing", code="not_found")
         expect_error(404, "POST", "/v2/completions", code="not_found", json=good)
 
