@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ clang libclang-rt-14-dev libomp-14-dev pkg-config python3
           nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libgtest-dev libbenchmark-dev
-          libcpp-httplib-dev python3-pip chromium chromium-driver)
+          libcpp-httplib-dev python3-pip chromium chromium-driver zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -262,6 +262,7 @@ TEST(HfConfig, Errors) {
   EXPECT_EQ(with("vocab_size", 4294967296), "config.json: 'vocab_size' = 4294967296 is out of range");
   EXPECT_EQ(with("tie_word_embeddings", 1), "config.json: 'tie_word_embeddings' must be true or false, got number 1");
   EXPECT_EQ(with("rms_norm_eps", "small"), "config.json: 'rms_norm_eps' must be a number, got string \"small\"");
+  EXPECT_EQ(with("rope_theta", 1e300), "config.json: 'rope_theta' = 1e+300 is out of range");
   EXPECT_EQ(with("hidden_act", "gelu"), "config.json: hidden_act 'gelu' is not supported (supported: silu)");
   EXPECT_EQ(with("mlp_bias", true), "config.json: mlp_bias is not supported");
   EXPECT_EQ(with("use_sliding_window", true), "config.json: sliding-window attention is not supported");

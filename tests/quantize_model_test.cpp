@@ -245,6 +245,9 @@ TEST(QuantizeCli, RtnRunsAndBadFlagsAreErrors) {
   EXPECT_GT(report["perplexity_output"].get<double>(), 1.0);
   EXPECT_NE(ok.err.find("kept dense: model.layers.0.mlp.down_proj: its 172 inputs"), std::string::npos);
   EXPECT_NE(ok.err.find("20/20"), std::string::npos);
+  const auto info = test::run_specq("info --json --model " + (tmp / "out").string());
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["linear_formats"]["gptq-int4"], 20);
 
   const auto bits = test::run_specq(base + " --bits 3");
   EXPECT_EQ(bits.exit_code, 1);

@@ -44,6 +44,16 @@ Command add_info(CLI::App& app) {
         {"eos_token_ids", c.eos_token_ids},
         {"tokenizer", m.tokenizer_path},
     };
+    // Linear layers per storage format ("dense", "gptq-int4"), so quantized checkpoints show as such.
+    nlohmann::json formats = nlohmann::json::object();
+    auto count = [&](const Weight& w) {
+      const std::string name(weight_format_name(w.format));
+      formats[name] = formats.value(name, 0) + 1;
+    };
+    for (const LayerWeights& l : m.weights.layers)
+      for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) count(*w);
+    count(m.weights.lm_head);
+    out["linear_formats"] = formats;
     if (*json) {
       fmt::print("{}\n", out.dump());
     } else {

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
 #if defined(SPECQ_HAVE_SERVER)
       specq::cli::add_serve(app),
 #endif
+      specq::cli::add_eval(app),
+      specq::cli::add_report(app),
   };
   try {
     app.parse(argc, argv);

@@ -95,12 +95,22 @@ Command add_serve(CLI::App& app) {
     SPECQ_CHECK(session.tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer", flags->model);
     auto runner = session.make_runner();
     server::GenerateFn generate_fn = server::plain_generation(*runner);
-    if (spec->method != "none") {
-      // The drafter chain is built per request (as `generate --spec` builds it per run).
+    if (spec->method == "cascade") {
+      // A cascade's middle level samples with the request's settings, so its chain is built per request.
       generate_fn = [&, spec](std::span<const int32_t> prompt, const GenerateOptions& gen, const TokenCallback& on_token,
                               double& mean_accepted_length) {
         SpecStats stats;
         GenerateResult result = generate_speculative(*spec, session, *runner, prompt, gen, on_token, stats);
+        mean_accepted_length = stats.mean_accepted_length();
+        return result;
+      };
+    } else if (spec->method != "none") {
+      // EAGLE and draft-model chains do not depend on sampling: built once, used by the engine thread.
+      auto decoder = std::make_shared<SpeculativeDecoder>(*spec, session, *runner, SamplingOptions{});
+      generate_fn = [decoder](std::span<const int32_t> prompt, const GenerateOptions& gen, const TokenCallback& on_token,
+                              double& mean_accepted_length) {
+        SpecStats stats;
+        GenerateResult result = decoder->generate(prompt, gen, on_token, stats);
         mean_accepted_length = stats.mean_accepted_length();
         return result;
       };

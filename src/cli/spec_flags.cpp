@@ -64,40 +64,46 @@ void add_spec_flags(CLI::App& app, SpecFlags& flags) {
       ->capture_default_str();
 }
 
-GenerateResult generate_speculative(const SpecFlags& flags, Session& session, Runner& target,
-                                    std::span<const int32_t> prompt, const GenerateOptions& options,
-                                    const TokenCallback& on_token, SpecStats& stats) {
-  std::unique_ptr<Session> draft_session;
-  std::unique_ptr<Runner> draft_runner;
+SpeculativeDecoder::SpeculativeDecoder(const SpecFlags& flags, Session& session, Runner& target,
+                                       const SamplingOptions& sampling)
+    : target_(target) {
   if (flags.method == "draft" || flags.method == "cascade") {
     SPECQ_CHECK(!flags.draft.empty(), "--spec {} needs --draft PATH", flags.method);
     SessionFlags draft_flags = session.flags;
     draft_flags.model = flags.draft;
-    draft_session = std::make_unique<Session>(open_session(draft_flags));
-    SPECQ_CHECK(draft_session->model.config.vocab_size == session.model.config.vocab_size,
-                "--draft: vocabulary of {} tokens, the target has {}", draft_session->model.config.vocab_size,
+    draft_session_ = std::make_unique<Session>(open_session(draft_flags));
+    SPECQ_CHECK(draft_session_->model.config.vocab_size == session.model.config.vocab_size,
+                "--draft: vocabulary of {} tokens, the target has {}", draft_session_->model.config.vocab_size,
                 session.model.config.vocab_size);
-    draft_runner = draft_session->make_runner();
+    draft_runner_ = draft_session_->make_runner();
   }
-  std::unique_ptr<EagleHead> head;
-  std::unique_ptr<Drafter> inner, drafter;
   if (flags.method == "eagle") {
     const EagleTreeOptions tree = tree_options(flags, false);
-    head = make_eagle_head(flags.eagle, session.model, target, tree);
-    drafter = std::make_unique<EagleDrafter>(*head, tree);
+    head_ = make_eagle_head(flags.eagle, session.model, target, tree);
+    drafter_ = std::make_unique<EagleDrafter>(*head_, tree);
   } else if (flags.method == "draft") {
-    drafter = std::make_unique<DraftModelDrafter>(*draft_runner, flags.draft_length);
+    drafter_ = std::make_unique<DraftModelDrafter>(*draft_runner_, flags.draft_length);
   } else if (flags.method == "cascade") {
     const EagleTreeOptions tree = tree_options(flags, true);
-    head = make_eagle_head(flags.eagle, draft_session->model, *draft_runner, tree);
-    inner = std::make_unique<EagleDrafter>(*head, tree);
-    drafter = std::make_unique<CascadeDrafter>(*draft_runner, *inner, flags.cascade_min_chain, options.sampling);
+    head_ = make_eagle_head(flags.eagle, draft_session_->model, *draft_runner_, tree);
+    inner_ = std::make_unique<EagleDrafter>(*head_, tree);
+    drafter_ = std::make_unique<CascadeDrafter>(*draft_runner_, *inner_, flags.cascade_min_chain, sampling);
   } else {
     fail("--spec '{}' is not a speculative method", flags.method);
   }
-  SpecGenerateResult result = speculative_generate(target, *drafter, prompt, options, on_token);
+}
+
+GenerateResult SpeculativeDecoder::generate(std::span<const int32_t> prompt, const GenerateOptions& options,
+                                            const TokenCallback& on_token, SpecStats& stats) {
+  SpecGenerateResult result = speculative_generate(target_, *drafter_, prompt, options, on_token);
   stats = result.stats;
   return std::move(result.generation);
+}
+
+GenerateResult generate_speculative(const SpecFlags& flags, Session& session, Runner& target,
+                                    std::span<const int32_t> prompt, const GenerateOptions& options,
+                                    const TokenCallback& on_token, SpecStats& stats) {
+  return SpeculativeDecoder(flags, session, target, options.sampling).generate(prompt, options, on_token, stats);
 }
 
 void add_spec_json(nlohmann::json& out, const SpecStats& stats) {

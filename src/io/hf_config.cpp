@@ -1,6 +1,7 @@
 #include "io/hf_config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iterator>
 #include <limits>
@@ -48,7 +49,11 @@ class Fields {
     const json* v = get(key);
     if (v == nullptr) return std::nullopt;
     SPECQ_CHECK(v->is_number(), "{}: '{}' must be a number, got {} {}", source_, key, v->type_name(), v->dump());
-    return v->get<double>();
+    // Every number here ends up a float; converting one beyond float's range would be undefined.
+    const double x = v->get<double>();
+    SPECQ_CHECK(std::abs(x) <= double(std::numeric_limits<float>::max()), "{}: '{}' = {} is out of range", source_,
+                key, v->dump());
+    return x;
   }
   double required_number(const char* key, const std::string& context) const {
     const std::optional<double> v = opt_number(key);

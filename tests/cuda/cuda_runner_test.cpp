@@ -138,11 +138,14 @@ TEST(CudaRunner, TreeVerificationAndCompactionMatchCpu) {
   tree.cache_len = prefix;
   tree.tree_mask = mask;
   tree.logits_rows = ForwardRequest::Rows::All;
+  tree.hidden_rows = ForwardRequest::Rows::All;
   const ForwardResult c = p.cpu->forward(tree);
-  const std::vector<float> c_logits = to_vector(c.logits);
+  const std::vector<float> c_logits = to_vector(c.logits), c_hidden = to_vector(c.hidden);
   const std::vector<int32_t> c_arg(c.argmax.begin(), c.argmax.end());
   const ForwardResult g = p.gpu->forward(tree);
   EXPECT_LT(rel_l2(to_vector(g.logits), c_logits), 4 * tolerance(act));
+  ASSERT_EQ(g.hidden.size(), size_t(n) * size_t(p.cpu->config().hidden_size));
+  EXPECT_LT(rel_l2(to_vector(g.hidden), c_hidden), 4 * tolerance(act));
   int same = 0;
   for (int i = 0; i < n; ++i) same += g.argmax[size_t(i)] == c_arg[size_t(i)];
   std::printf("[ tree ] %d/%d rows with the CPU's argmax\n", same, n);

@@ -18,13 +18,13 @@
 namespace specq::cpu {
 namespace {
 
-// Multiply-adds one extra thread must get to pay for waking it (a few microseconds): small models
-// (stories260K) run serially, large layers use every core.
-constexpr int64_t kWorkPerThread = 1 << 16;
+// A parallel region costs microseconds to open: loops under kMinParallelWork multiply-adds run
+// serially (all of stories260K), larger ones on every core. Always the same team size: teams that
+// change size from one region to the next put threads to sleep and wake them (measured: stories15M
+// shape with 16 threads fell from 1,466 to 321 tok/s with sizes proportional to the work).
+constexpr int64_t kMinParallelWork = 1 << 16;
 
-int threads_for(int64_t work) {
-  return int(std::clamp<int64_t>(work / kWorkPerThread, 1, omp_get_max_threads()));
-}
+int threads_for(int64_t work) { return work < kMinParallelWork ? 1 : omp_get_max_threads(); }
 
 inline float dot(const float* a, const float* b, int64_t k) {
 #if defined(SPECQ_AVX2)
@@ -107,12 +107,8 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const auto* base = static_cast<const uint8_t*>(w.data);
   const bool convert = w.dtype != DType::F32;  // dense fp16/bf16 rows are converted first
   const int64_t work = N * K * n;
-  const int threads = threads_for(work);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    float* row_buffer = scratch + int64_t(omp_get_thread_num()) * K;  // this thread's converted row
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < N; ++o) {
+  auto output_rows = [&](int64_t first, int64_t last, float* row_buffer) {
+    for (int64_t o = first; o < last; ++o) {
       const float* row;
       if (w.quantized()) {
         dequantize_row(w, o, row_buffer);  // fp32 math on exactly the format's values
@@ -126,6 +122,16 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
       const float b = bias != nullptr ? bias[o] : 0.0f;
       for (int t = 0; t < n; ++t) out[t * out_stride + o] = dot(in + int64_t(t) * K, row, K) + b;
     }
+  };
+  const int threads = threads_for(work);
+  if (threads == 1) {  // no parallel region at all: even an inactive one costs a little
+    output_rows(0, N, scratch);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
+    output_rows(N * id / count, N * (id + 1) / count, scratch + id * K);  // scratch: this thread's row
   }
 }
 

@@ -130,6 +130,7 @@ class CudaRunner final : public Runner {
     const size_t gate_up_at = plan.take(T * 2 * inter * esize_);
     const size_t ffn_at = plan.take(T * inter * esize_);
     const size_t logits_at = plan.take(T * size_t(c.vocab_size) * 4);
+    const size_t hidden_at = plan.take(T * h * 4);
     const size_t argmax_at = plan.take(T * 4);
     size_t attn_ws = 0;
     for (int n = 1; n <= max_tokens_; ++n)
@@ -200,6 +201,7 @@ class CudaRunner final : public Runner {
     gate_up_ = {at(gate_up_at), 2 * inter, esize_};
     ffn_ = {at(ffn_at), inter, esize_};
     logits_ = reinterpret_cast<float*>(at(logits_at));
+    hidden_ = reinterpret_cast<float*>(at(hidden_at));
     argmax_ = reinterpret_cast<int32_t*>(at(argmax_at));
     attn_workspace_ = attn_ws > 0 ? at(attn_ws_at) : nullptr;
     inputs_ = at(inputs_at);
@@ -211,6 +213,7 @@ class CudaRunner final : public Runner {
     SPECQ_CUDA(cudaMallocHost(&host_inputs_, input_bytes_));
     SPECQ_CUDA(cudaMallocHost(&host_argmax_, T * 4));
     SPECQ_CUDA(cudaMallocHost(&host_logits_, T * size_t(c.vocab_size) * 4));
+    SPECQ_CUDA(cudaMallocHost(&host_hidden_, T * size_t(h) * 4));
 
     check_cublas(cublasCreate(&cublas_), "cublasCreate");
     check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
@@ -227,6 +230,7 @@ class CudaRunner final : public Runner {
     if (host_inputs_ != nullptr) cudaFreeHost(host_inputs_);
     if (host_argmax_ != nullptr) cudaFreeHost(host_argmax_);
     if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
+    if (host_hidden_ != nullptr) cudaFreeHost(host_hidden_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -241,7 +245,7 @@ class CudaRunner final : public Runner {
     const int n = int(request.tokens.size());
     stage_inputs(request);
     const int rows = logits_rows(request, n);
-    const int key = n * 4 + int(request.logits_rows);
+    const int key = (n * 3 + int(request.logits_rows)) * 3 + int(request.hidden_rows);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       // First forward of this shape: run it eagerly (loads modules, lets cuBLAS pick its kernels),
@@ -411,6 +415,9 @@ class CudaRunner final : public Runner {
 
   void lm_head(const CudaAct& xn, int n) {
     Profile p(*this, "lm_head");
+    // Final hidden states (after the norm) for drafters that read them, as fp32.
+    if (const int hidden_rows = rows_of(request_->hidden_rows, n); hidden_rows > 0)
+      cuda::convert(xn.row(n - hidden_rows), act_, hidden_, DType::F32, int64_t(hidden_rows) * xn.dim, stream_);
     const int rows = logits_rows(*request_, n);
     if (rows == 0) return;
     matmul(lm_head_, xn.row(n - rows), logits_, true, rows);
@@ -478,10 +485,11 @@ class CudaRunner final : public Runner {
             reinterpret_cast<const uint64_t*>(base + l.mask)};
   }
 
-  static int logits_rows(const ForwardRequest& r, int n) {
+  static int rows_of(ForwardRequest::Rows rows, int n) {
     using Rows = ForwardRequest::Rows;
-    return r.logits_rows == Rows::None ? 0 : r.logits_rows == Rows::Last ? 1 : n;
+    return rows == Rows::None ? 0 : rows == Rows::Last ? 1 : n;
   }
+  static int logits_rows(const ForwardRequest& r, int n) { return rows_of(r.logits_rows, n); }
 
   void stage_inputs(const ForwardRequest& r) {
     const int n = int(r.tokens.size());
@@ -513,7 +521,12 @@ class CudaRunner final : public Runner {
       if (request.logits_to_host)
         SPECQ_CUDA(cudaMemcpyAsync(host_logits_, logits_, size_t(rows) * vocab * 4, cudaMemcpyDeviceToHost, stream_));
     }
+    const int hidden_rows = rows_of(request.hidden_rows, int(request.tokens.size()));
+    const size_t hidden_values = size_t(hidden_rows) * size_t(config_.hidden_size);
+    if (hidden_rows > 0)
+      SPECQ_CUDA(cudaMemcpyAsync(host_hidden_, hidden_, hidden_values * 4, cudaMemcpyDeviceToHost, stream_));
     SPECQ_CUDA(cudaStreamSynchronize(stream_));
+    result.hidden = std::span<const float>(host_hidden_, hidden_values);
     result.argmax = std::span<const int32_t>(host_argmax_, size_t(rows));
     if (request.logits_to_host) result.logits = std::span<const float>(host_logits_, size_t(rows) * vocab);
     return result;
@@ -619,6 +632,7 @@ class CudaRunner final : public Runner {
   void* v_cache_base_ = nullptr;
   CudaAct x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_;
   float* logits_ = nullptr;
+  float* hidden_ = nullptr;  // [rows][hidden] fp32 final hidden states, when a request asks
   int32_t* argmax_ = nullptr;
   void* attn_workspace_ = nullptr;
   uint8_t* inputs_ = nullptr;
@@ -629,6 +643,7 @@ class CudaRunner final : public Runner {
   void* host_inputs_ = nullptr;
   int32_t* host_argmax_ = nullptr;
   float* host_logits_ = nullptr;
+  float* host_hidden_ = nullptr;
 
   std::vector<bool> use_gemv_;
   std::map<int, cudaGraphExec_t> graphs_;
