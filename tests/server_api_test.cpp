@@ -244,10 +244,12 @@ class GatedRunner : public Runner {
 };
 
 std::string drain(Job& job, JobSummary& summary) {
-  std::string text;
+  std::vector<std::string> pieces;
   for (;;) {
-    if (auto s = job.wait(std::chrono::milliseconds(50), text)) {
+    if (auto s = job.wait(std::chrono::milliseconds(50), pieces)) {
       summary = *s;
+      std::string text;
+      for (const auto& piece : pieces) text += piece;
       return text;
     }
   }
@@ -255,7 +257,7 @@ std::string drain(Job& job, JobSummary& summary) {
 
 TEST_F(EngineTest, GreedyTextMatchesDecodeOfPlainGeneration) {
   Metrics metrics;
-  Engine engine(*runner_, *tokenizer_, stop_ids(), 4, metrics);
+  Engine engine(plain_generation(*runner_), runner_->max_context(), *tokenizer_, stop_ids(), 4, metrics);
   JobSpec spec = story(20);
   auto job = std::make_shared<Job>(spec);
   ASSERT_EQ(engine.submit(job), Engine::Admission::kAccepted);
@@ -273,7 +275,7 @@ TEST_F(EngineTest, GreedyTextMatchesDecodeOfPlainGeneration) {
 
 TEST_F(EngineTest, StopStringEndsTheAnswer) {
   Metrics metrics;
-  Engine engine(*runner_, *tokenizer_, stop_ids(), 4, metrics);
+  Engine engine(plain_generation(*runner_), runner_->max_context(), *tokenizer_, stop_ids(), 4, metrics);
   JobSpec spec = story(20);
   auto full_job = std::make_shared<Job>(spec);
   engine.submit(full_job);
@@ -292,7 +294,7 @@ TEST_F(EngineTest, StopStringEndsTheAnswer) {
 TEST_F(EngineTest, FullQueueRefusesAndCancelledJobsLeaveIt) {
   Metrics metrics;
   GatedRunner gated(*runner_);  // closed: the first job's prefill waits, so the engine stays busy
-  Engine engine(gated, *tokenizer_, stop_ids(), 2, metrics);
+  Engine engine(plain_generation(gated), gated.max_context(), *tokenizer_, stop_ids(), 2, metrics);
   const JobSpec spec = story(8);
   auto running = std::make_shared<Job>(spec);
   ASSERT_EQ(engine.submit(running), Engine::Admission::kAccepted);

@@ -10,11 +10,13 @@
 
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "cli/spec_flags.h"
 #include "core/error.h"
 #include "server/chat_prompt.h"
 #include "server/engine.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "tokenizer/chat_template.h"
 
 namespace specq::cli {
 
@@ -26,6 +28,29 @@ std::string model_id(const std::string& path) {
   if (!p.has_filename()) p = p.parent_path();
   const std::string name = p.filename().string();
   return name.empty() ? path : name;
+}
+
+// The model's chat template when its tokenizer has one (or --chat-template names one), else the plain
+// layout. A template we cannot render falls back to the plain layout with a warning.
+server::ChatRenderer chat_renderer(const Tokenizer& tokenizer, const std::string& override_name) {
+  if (override_name.empty() && !tokenizer.chat_template()) return server::plain_chat_prompt;
+  ChatTemplateKind kind;
+  try {
+    kind = resolve_chat_template(tokenizer, override_name.empty() ? std::nullopt : std::optional(override_name));
+  } catch (const Error& e) {
+    if (!override_name.empty()) throw;
+    fmt::print(stderr, "specq serve: warning: {}; chat requests get the plain layout (docs/SERVER.md)\n", e.what());
+    return server::plain_chat_prompt;
+  }
+  return [&tokenizer, kind](const std::vector<server::ChatTurn>& turns) {
+    std::vector<ChatMessage> messages;
+    for (const auto& turn : turns) messages.push_back({turn.role, turn.content});
+    server::ChatPrompt prompt;
+    prompt.text = render_chat(kind, messages, /*add_generation_prompt=*/true, tokenizer.bos_token(),
+                              tokenizer.eos_token());
+    prompt.add_special = false;  // the rendered text carries its own special tokens, as in `generate --chat`
+    return prompt;
+  };
 }
 
 // Waits up to 200 ms for SIGINT or SIGTERM (blocked in every thread, so only this wait sees them).
@@ -40,7 +65,11 @@ Command add_serve(CLI::App& app) {
   auto* sub = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with a chat page");
   auto flags = std::make_shared<SessionFlags>();
   auto options = std::make_shared<server::ServerOptions>();
+  auto spec = std::make_shared<SpecFlags>();
   add_session_flags(*sub, *flags);
+  add_spec_flags(*sub, *spec);
+  sub->add_option("--chat-template", flags->chat_template,
+                  "Chat template override: llama3, llama2 or chatml (default: the tokenizer's, else a plain layout)");
   sub->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   sub->add_option("--port", options->port, "Port to listen on (0 = any free port)")->capture_default_str();
   sub->add_option("--api-key", options->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes")
@@ -65,11 +94,40 @@ Command add_serve(CLI::App& app) {
     Session session = open_session(*flags);
     SPECQ_CHECK(session.tokenizer != nullptr, "model '{}' has no tokenizer; pass --tokenizer", flags->model);
     auto runner = session.make_runner();
+    server::GenerateFn generate_fn = server::plain_generation(*runner);
+    if (spec->method == "cascade") {
+      // A cascade's middle level samples with the request's settings, so its chain is built per request.
+      generate_fn = [&, spec](std::span<const int32_t> prompt, const GenerateOptions& gen, const TokenCallback& on_token,
+                              double& mean_accepted_length) {
+        SpecStats stats;
+        GenerateResult result = generate_speculative(*spec, session, *runner, prompt, gen, on_token, stats);
+        mean_accepted_length = stats.mean_accepted_length();
+        return result;
+      };
+    } else if (spec->method != "none") {
+      // EAGLE and draft-model chains do not depend on sampling: built once, used by the engine thread.
+      auto decoder = std::make_shared<SpeculativeDecoder>(*spec, session, *runner, SamplingOptions{});
+      generate_fn = [decoder](std::span<const int32_t> prompt, const GenerateOptions& gen, const TokenCallback& on_token,
+                              double& mean_accepted_length) {
+        SpecStats stats;
+        GenerateResult result = decoder->generate(prompt, gen, on_token, stats);
+        mean_accepted_length = stats.mean_accepted_length();
+        return result;
+      };
+    }
+    {  // One token now: a bad --spec/--draft/--eagle fails here, before the server listens.
+      GenerateOptions probe;
+      probe.max_new_tokens = 1;
+      double unused = 0.0;
+      generate_fn(session.tokenizer->encode("Hello", /*add_special=*/true), probe, {}, unused);
+    }
     server::Metrics metrics;
-    server::Engine engine(*runner, *session.tokenizer, session.stop_ids(), options->max_queue, metrics);
+    server::Engine engine(generate_fn, runner->max_context(), *session.tokenizer, session.stop_ids(),
+                          options->max_queue, metrics);
     server::ServerOptions server_options = *options;
     server_options.model_id = model_id(flags->model);
-    server::HttpServer http(engine, metrics, *session.tokenizer, server::plain_chat_prompt, server_options);
+    server::HttpServer http(engine, metrics, *session.tokenizer,
+                            chat_renderer(*session.tokenizer, flags->chat_template), server_options);
     const int port = http.bind();
     fmt::print("specq serve: {} on http://{}:{} (context {} tokens, queue {})\n", server_options.model_id,
                options->host, port, engine.max_context(), options->max_queue);

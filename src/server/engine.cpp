@@ -6,15 +6,14 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "gen/generate.h"
 #include "server/stop_strings.h"
 
 namespace specq::server {
 
-std::optional<JobSummary> Job::wait(std::chrono::milliseconds timeout, std::string& text) {
+std::optional<JobSummary> Job::wait(std::chrono::milliseconds timeout, std::vector<std::string>& pieces) {
   std::unique_lock lock(mutex_);
   changed_.wait_for(lock, timeout, [&] { return !pending_.empty() || summary_.has_value(); });
-  text += pending_;
+  for (std::string& piece : pending_) pieces.push_back(std::move(piece));
   pending_.clear();
   return summary_;
 }
@@ -33,7 +32,7 @@ void Job::append(std::string_view text) {
   if (text.empty()) return;
   {
     std::lock_guard lock(mutex_);
-    pending_.append(text);
+    pending_.emplace_back(text);
   }
   changed_.notify_all();
 }
@@ -47,14 +46,22 @@ void Job::finish(JobSummary summary) {
   changed_.notify_all();
 }
 
-Engine::Engine(Runner& runner, const Tokenizer& tokenizer, std::vector<int> stop_ids, size_t max_queue,
-               Metrics& metrics)
-    : runner_(runner),
+GenerateFn plain_generation(Runner& runner) {
+  return [&runner](std::span<const int32_t> prompt, const GenerateOptions& options, const TokenCallback& on_token,
+                   double& mean_accepted_length) {
+    mean_accepted_length = 1.0;  // one token per target forward
+    return generate(runner, prompt, options, on_token);
+  };
+}
+
+Engine::Engine(GenerateFn generate_fn, int max_context, const Tokenizer& tokenizer, std::vector<int> stop_ids,
+               size_t max_queue, Metrics& metrics)
+    : generate_(std::move(generate_fn)),
       tokenizer_(tokenizer),
       stop_ids_(std::move(stop_ids)),
       max_queue_(max_queue),
       metrics_(metrics),
-      max_context_(runner.max_context()),
+      max_context_(max_context),
       // OpenMP's thread count is a per-thread setting: the CPU runner sized its scratch for the count
       // of the thread that built it, so the engine thread must use the same count.
       thread_([this, threads = omp_get_max_threads()] {
@@ -168,7 +175,8 @@ void Engine::run(Job& job) {
 
   JobSummary summary;
   try {
-    const GenerateResult result = generate(runner_, spec.prompt, options, on_token);
+    double mean_accepted_length = 1.0;
+    const GenerateResult result = generate_(spec.prompt, options, on_token, mean_accepted_length);
     if (!matcher.matched()) job.append(matcher.push(decoder.flush()));
     if (!matcher.matched()) job.append(matcher.finish());
     summary.stats.prompt_tokens = result.prompt_tokens;
@@ -176,7 +184,7 @@ void Engine::run(Job& job) {
     summary.stats.prefill_seconds = result.prefill_seconds;
     summary.stats.decode_seconds = result.decode_seconds;
     summary.stats.tokens_per_second = result.tokens_per_second();
-    summary.stats.mean_accepted_length = 1.0;  // plain decoding: one token per target forward
+    summary.stats.mean_accepted_length = mean_accepted_length;
     if (job.cancelled())
       summary.end = JobEnd::kCancelled;
     else if (matcher.matched() || result.stopped_on_eos)

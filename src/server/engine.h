@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -12,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "gen/sampler.h"
+#include "gen/generate.h"
 #include "model/runner.h"
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
@@ -40,9 +41,10 @@ class Job {
   explicit Job(JobSpec spec) : spec_(std::move(spec)) {}
   const JobSpec& spec() const { return spec_; }
 
-  // Waits up to `timeout` for new text or the end. New text is appended to `text`; the summary is
+  // Waits up to `timeout` for new text or the end. New pieces (one per append(), so a stream can send
+  // one event per token even when it fell behind) are moved to the end of `pieces`; the summary is
   // returned once the job has ended and all of its text has been handed over.
-  std::optional<JobSummary> wait(std::chrono::milliseconds timeout, std::string& text);
+  std::optional<JobSummary> wait(std::chrono::milliseconds timeout, std::vector<std::string>& pieces);
   bool cancelled() const;
 
   void append(std::string_view text);  // engine side
@@ -55,15 +57,24 @@ class Job {
   JobSpec spec_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::string pending_;
+  std::vector<std::string> pending_;
   std::optional<JobSummary> summary_;
   bool cancelled_ = false;
 };
 
+// One generation on the engine thread: plain generate() or a speculative one. Same contract as
+// generate(); sets `mean_accepted_length` (tokens per target forward; 1 for plain decoding).
+using GenerateFn = std::function<GenerateResult(std::span<const int32_t> prompt, const GenerateOptions& options,
+                                                const TokenCallback& on_token, double& mean_accepted_length)>;
+
+// Plain autoregressive generation with `runner`.
+GenerateFn plain_generation(Runner& runner);
+
 class Engine {
  public:
-  // `stop_ids`: tokens that end a generation (not part of the answer's text).
-  Engine(Runner& runner, const Tokenizer& tokenizer, std::vector<int> stop_ids, size_t max_queue, Metrics& metrics);
+  // `max_context`: the runner's; `stop_ids`: tokens that end a generation (not part of the answer's text).
+  Engine(GenerateFn generate, int max_context, const Tokenizer& tokenizer, std::vector<int> stop_ids,
+         size_t max_queue, Metrics& metrics);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -87,7 +98,7 @@ class Engine {
   void loop();
   void run(Job& job);
 
-  Runner& runner_;
+  GenerateFn generate_;
   const Tokenizer& tokenizer_;
   std::vector<int> stop_ids_;
   size_t max_queue_;

@@ -133,7 +133,7 @@ struct Reply {
   ResponseHeader header;
   bool include_usage = false;
   bool first_chunk = true;
-  std::string text;  // non-streamed: the answer so far
+  std::vector<std::string> pieces;  // non-streamed: the answer so far
 };
 
 }  // namespace
@@ -206,12 +206,37 @@ struct HttpServer::Impl {
                     {"max_context", engine.max_context()}};
       res.set_content(dump({{"object", "list"}, {"data", json::array({model})}}), "application/json");
     }));
-    http.Post("/v1/chat/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      generate(req, res, Endpoint::kChat);
-    }));
-    http.Post("/v1/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
-      generate(req, res, Endpoint::kCompletion);
-    }));
+    for (const auto& [path, endpoint] : {std::pair{"/v1/chat/completions", Endpoint::kChat},
+                                         std::pair{"/v1/completions", Endpoint::kCompletion}}) {
+      http.Post(path, [this, endpoint = endpoint](const httplib::Request& req, httplib::Response& res,
+                                                  const httplib::ContentReader& reader) {
+        std::string body;
+        const BodyRead read = read_body(reader, res, body);
+        guarded([&](const httplib::Request&, httplib::Response&) {
+          if (read == BodyRead::kTooLarge)
+            throw ApiError(413, fmt::format("the request body is larger than {} bytes", options.max_body_bytes), "",
+                           "request_too_large");
+          if (read == BodyRead::kFailed) throw ApiError(400, "the request body could not be read", "", "invalid_body");
+          generate(body, res, endpoint);
+        })(req, res);
+      });
+    }
+  }
+
+  enum class BodyRead { kOk, kTooLarge, kFailed };
+
+  // Reads the whole body. httplib 0.11 enforces its limit (setting 413) only on bodies sent with a
+  // Content-Length, so chunked bodies are counted here; past the limit the rest is read and dropped,
+  // which bounds memory and leaves the connection usable for the 413.
+  BodyRead read_body(const httplib::ContentReader& reader, const httplib::Response& res, std::string& body) const {
+    bool fits = true;
+    const bool read = reader([&](const char* data, size_t length) {
+      fits = fits && body.size() + length <= options.max_body_bytes;
+      if (fits) body.append(data, length);
+      return true;
+    });
+    if (!fits || (!read && res.status == 413)) return BodyRead::kTooLarge;
+    return read ? BodyRead::kOk : BodyRead::kFailed;
   }
 
   // Wraps an API route: checks the key when one is set and turns ApiError into an error response.
@@ -233,8 +258,8 @@ struct HttpServer::Impl {
     };
   }
 
-  void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
-    const CompletionRequest request = parse_completion_request(req.body, endpoint);
+  void generate(const std::string& body, httplib::Response& res, Endpoint endpoint) {
+    const CompletionRequest request = parse_completion_request(body, endpoint);
     JobSpec spec;
     spec.stop = request.stop;
     std::string text = request.prompt;
@@ -304,12 +329,13 @@ struct HttpServer::Impl {
   // One turn of a streamed reply: send what the engine produced since the last turn.
   // Returning false drops the connection (the releaser then cancels the job).
   bool stream_step(Reply& reply, httplib::DataSink& sink) {
-    std::string text;
-    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, text);
+    std::vector<std::string> pieces;
+    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, pieces);
     if (!sink.is_writable()) return false;
     std::string out;
-    if (!text.empty() || (reply.first_chunk && reply.endpoint == Endpoint::kChat)) {
-      out += sse_event(text_chunk(reply.endpoint, reply.header, text, reply.first_chunk));
+    if (reply.first_chunk && reply.endpoint == Endpoint::kChat && pieces.empty()) pieces.emplace_back();
+    for (const std::string& piece : pieces) {
+      out += sse_event(text_chunk(reply.endpoint, reply.header, piece, reply.first_chunk));
       reply.first_chunk = false;
     }
     if (summary) {
@@ -331,12 +357,13 @@ struct HttpServer::Impl {
 
   // One turn of a whole (non-streamed) reply: wait, checking the client is still there, then send all.
   bool whole_step(Reply& reply, httplib::DataSink& sink) {
-    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, reply.text);
+    const std::optional<JobSummary> summary = reply.job->wait(kPollInterval, reply.pieces);
     if (!summary) return sink.is_writable();
     // The 200 status is already on the wire; a generation that did not finish can only be cut off.
     if (summary->end == JobEnd::kCancelled || summary->end == JobEnd::kError) return false;
-    const std::string body =
-        dump(completion_response(reply.endpoint, reply.header, outcome_of(*summary, std::move(reply.text))));
+    std::string text;
+    for (const std::string& piece : reply.pieces) text += piece;
+    const std::string body = dump(completion_response(reply.endpoint, reply.header, outcome_of(*summary, text)));
     if (!sink.write(body.data(), body.size())) return false;
     sink.done();
     return true;

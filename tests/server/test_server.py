@@ -3,7 +3,7 @@
 
 Usage: test_server.py SPECQ_BINARY SHARED_DIR PHASE
 Phases: openai (the official client: chat and completions, streamed and not, stop strings, usage, seeds,
-API key), errors (every error status and body, the server still serving), load (1,000 requests from 16
+API key), spec (--spec eagle), template (--chat-template), errors (every error status and body, the server still serving), load (1,000 requests from 16
 clients, a third streamed, some disconnecting; RSS before/after), queue (a small --max-queue answers 503
 at once), shutdown (SIGTERM finishes the in-flight stream and exits 0), page (the chat page in headless
 Chromium via Selenium; exit 77 = skipped when Chromium is not installed).
@@ -91,22 +91,22 @@ class Server:
 _references = {}
 
 
-def reference(prompt, max_tokens, temperature=0.0, seed=0):
+def reference(prompt, max_tokens, temperature=0.0, seed=0, extra=()):
     """`specq generate --json` for the same prompt: the text and token counts the server must match."""
-    key = (prompt, max_tokens, temperature, seed)
+    key = (prompt, max_tokens, temperature, seed, tuple(extra))
     if key not in _references:
         out = subprocess.run([BINARY, "generate", "--model", MODEL, "--threads", "1", "--prompt", prompt,
                               "--max-new-tokens", str(max_tokens), "--temperature", str(temperature),
-                              "--seed", str(seed), "--json"], capture_output=True, text=True, timeout=TIMEOUT)
+                              "--seed", str(seed), "--json", *extra], capture_output=True, text=True, timeout=TIMEOUT)
         check(out.returncode == 0, f"specq generate failed: {out.stderr}")
         _references[key] = json.loads(out.stdout)
     return _references[key]
 
 
-def expected(prompt, max_tokens, stops=(), temperature=0.0, seed=0):
+def expected(prompt, max_tokens, stops=(), temperature=0.0, seed=0, extra=()):
     """(text, finish_reason, prompt_tokens, completion_tokens) the server should answer with: the reference
     text cut at the first stop string."""
-    ref = reference(prompt, max_tokens, temperature, seed)
+    ref = reference(prompt, max_tokens, temperature, seed, extra)
     text, finish, n = ref["text"], "length", ref["new_tokens"]
     cut = min((text.find(s) for s in stops if s in text), default=-1)
     if cut >= 0:
@@ -223,6 +223,41 @@ def phase_openai():
         check(requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200, "/health needs no key")
 
 
+# ---- phase: spec -------------------------------------------------------------------------------------
+
+def phase_spec():
+    """--spec eagle (a seeded random head): greedy answers still equal plain generation; tau is reported."""
+    prompt = "Once upon a time"
+    text, finish, n_prompt, _ = expected(prompt, 24)
+    with Server("--spec", "eagle", "--eagle", "random:3") as server:
+        c = client(server)
+        r = requests.post(server.url + "/v1/completions", json={"prompt": prompt, "max_tokens": 24}, timeout=TIMEOUT)
+        body = r.json()
+        check(body["choices"][0]["text"] == text, f"speculative {body['choices'][0]['text']!r} != generate {text!r}")
+        check(body["usage"]["completion_tokens"] == 24 and body["usage"]["prompt_tokens"] == n_prompt, body["usage"])
+        check(body["timings"]["mean_accepted_length"] >= 1.0, body["timings"])
+        streamed = "".join(ch.choices[0].text for ch in c.completions.create(
+            model="m", prompt=prompt, max_tokens=24, stream=True) if ch.choices)
+        check(streamed == text, f"speculative stream {streamed!r} != {text!r}")
+        tau = metric(server.url, "specq_mean_accepted_length")
+        check(tau >= 1.0, f"/metrics mean accepted length {tau}")
+        print(f"spec: eagle (random head) greedy answers equal plain generation; mean accepted length {tau:.2f}")
+
+
+# ---- phase: template ---------------------------------------------------------------------------------
+
+def phase_template():
+    """--chat-template chatml: chat requests are rendered with the template, as `generate --chat` does."""
+    messages = [{"role": "user", "content": "Tell me a story."}]
+    text, finish, n_prompt, _ = expected("Tell me a story.", 20, extra=("--chat", "--chat-template", "chatml"))
+    plain, _, _, _ = expected(chat_prompt(messages), 20, ["\nUser:"])
+    check(text != plain, "the template and the plain layout should give different answers")
+    with Server("--chat-template", "chatml") as server:
+        r = client(server).chat.completions.create(model="m", messages=messages, max_tokens=20)
+        check(r.choices[0].message.content == text, f"templated chat {r.choices[0].message.content!r} != {text!r}")
+        check(r.usage.prompt_tokens == n_prompt, f"usage {r.usage}, want {n_prompt} prompt tokens")
+
+
 # ---- phase: errors ------------------------------------------------------------------------------------
 
 def phase_errors():
@@ -236,7 +271,8 @@ def phase_errors():
 
         def expect_error(status, method, path, param=None, code=None, **kwargs):
             r = requests.request(method, server.url + path, timeout=TIMEOUT, **kwargs)
-            check(r.status_code == status, f"{method} {path} {kwargs}: status {r.status_code}, want {status}: {r.text}")
+            check(r.status_code == status, f"{method} {path} {str(kwargs)[:200]}: status {r.status_code}, want {status}: "
+                                           f"{r.text}")
             check(r.headers.get("Content-Type", "").startswith("application/json"), r.headers)
             body = r.json()
             check(set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body)
@@ -273,6 +309,9 @@ def phase_errors():
         expect_error(400, "POST", chat, param="messages", code="context_length_exceeded",
                      json={"messages": [{"role": "user", "content": long_prompt}]})
         expect_error(413, "POST", post, code="request_too_large", json={"prompt": "x" * 5000})
+        big = json.dumps({"prompt": "x" * 5000}).encode()
+        expect_error(413, "POST", post, code="request_too_large", headers=json_header,
+                     data=(big[i:i + 1000] for i in range(0, len(big), 1000)))  # chunked: no Content-Length
         expect_error(404, "GET", "/v1/nothing", code="not_found")
         expect_error(404, "POST", "/v2/completions", code="not_found", json=good)
 
@@ -553,8 +592,8 @@ def phase_page():
         check(served >= 3, "the page should have fetched /, /v1/models and the chat completion")
 
 
-PHASES = {"openai": phase_openai, "errors": phase_errors, "load": phase_load, "queue": phase_queue,
-          "shutdown": phase_shutdown, "page": phase_page}
+PHASES = {"openai": phase_openai, "spec": phase_spec, "template": phase_template, "errors": phase_errors,
+          "load": phase_load, "queue": phase_queue, "shutdown": phase_shutdown, "page": phase_page}
 
 if __name__ == "__main__":
     PHASES[PHASE]()
