@@ -4,6 +4,7 @@
 
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "gen/generate.h"
@@ -166,6 +167,35 @@ TEST(Forward, PromptOverContextIsAnError) {
   auto runner = make_cpu_runner(m, o);
   std::vector<int32_t> ids(8, 3);
   EXPECT_THROW(generate(*runner, ids, {}), Error);
+}
+
+}  // namespace
+}  // namespace specq
+
+namespace specq {
+namespace {
+
+// A runner planned for one thread and used from another thread (as the server's engine thread
+// does) must keep to its plan: OpenMP's thread count belongs to the calling thread.
+TEST(Forward, RunnerPlannedOnOneThreadWorksFromAnother) {
+  Model m = load_model("synthetic:stories15m");
+  RunnerOptions o;
+  o.threads = 1;
+  o.max_context = 32;
+  auto runner = make_cpu_runner(m, o);
+  const std::vector<int32_t> ids = {1, 400, 23, 9};
+  const std::vector<int32_t> pos = {0, 1, 2, 3};
+  ForwardRequest r;
+  r.tokens = ids;
+  r.positions = pos;
+  const std::vector<float> here(runner->forward(r).logits.begin(), runner->forward(r).logits.end());
+  std::vector<float> there;
+  std::thread worker([&] {
+    const ForwardResult out = runner->forward(r);
+    there.assign(out.logits.begin(), out.logits.end());
+  });
+  worker.join();
+  EXPECT_EQ(here, there);
 }
 
 }  // namespace

@@ -96,14 +96,16 @@ EagleHead::EagleHead(const Model& base, EagleWeights weights, int max_rows, int 
   qkv_.assign(t * size_t(c.q_dim() + 2 * c.kv_dim()), 0.0f);
   gate_up_.assign(t * size_t(2 * c.intermediate_size), 0.0f);
   const int widest = std::max({hidden_, c.q_dim(), c.intermediate_size});
-  scratch_.assign(size_t(omp_get_max_threads()) * size_t(widest), 0.0f);
-  scores_.assign(size_t(omp_get_max_threads()) * size_t(max_rows_), 0.0f);
+  threads_ = omp_get_max_threads();
+  scratch_.assign(size_t(threads_) * size_t(widest), 0.0f);
+  scores_.assign(size_t(threads_) * size_t(max_rows_), 0.0f);
 }
 
 void EagleHead::forward(std::span<const int32_t> tokens, const float* features, std::span<const int32_t> positions,
                         int committed, int row0, const uint64_t* mask, int mask_stride, int logits_from) {
   const ModelConfig& c = config_;
   const int n = int(tokens.size());
+  omp_set_num_threads(threads_);  // the scratch holds threads_ rows, whichever thread calls
   SPECQ_CHECK(n >= 1 && n <= max_tokens_ && positions.size() == tokens.size(), "EAGLE head: bad forward of {} inputs",
               n);
   SPECQ_CHECK(committed >= 0 && committed <= row0 && row0 + n <= max_rows_,

@@ -55,6 +55,7 @@ class EagleHead {
   EagleWeights w_;
   int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0;
   std::vector<float> inv_freq_, k_cache_, v_cache_;
+  int threads_ = 1;  // OpenMP threads the scratch is planned for
   std::vector<float> emb_, x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_, out_, logits_, scratch_, scores_;
 };
 

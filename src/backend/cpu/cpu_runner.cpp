@@ -95,6 +95,9 @@ class CpuRunner final : public Runner {
 
   ForwardResult forward(const ForwardRequest& request) override {
     validate_request(*this, request);
+    // OpenMP's thread count is per calling thread; the scratch was planned for threads_, whichever
+    // thread (a server's engine thread, say) runs this forward.
+    omp_set_num_threads(threads_);
     request_ = &request;
     const int n = int(request.tokens.size());
     llama_forward(*this, config_.num_layers, n);
