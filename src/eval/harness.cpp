@@ -209,12 +209,12 @@ EvalOutcome EvalHarness::run() {
 
   EvalOutcome outcome;
   outcome.questions_total = int(questions.size());
-  std::vector<const Question*> todo;
+  std::vector<const Question*> unanswered;
   for (const Question& q : questions) {
     if (done.count(q.id.dump()) != 0) ++outcome.questions_resumed;
-    else todo.push_back(&q);
+    else unanswered.push_back(&q);
   }
-  if (todo.empty()) return outcome;
+  if (unanswered.empty()) return outcome;
 
   const std::filesystem::path out_path(config_.out_path);
   if (out_path.has_parent_path()) std::filesystem::create_directories(out_path.parent_path());
@@ -236,7 +236,7 @@ EvalOutcome EvalHarness::run() {
 
   Stopwatch clock;
   double speed_sum = 0.0;
-  for (const Question* q : todo) {
+  for (const Question* q : unanswered) {
     const nlohmann::json record = answer_question(*q);
     out << record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     out.flush();
@@ -251,7 +251,7 @@ EvalOutcome EvalHarness::run() {
     speed_sum += seconds > 0 ? tokens / seconds : 0.0;
     if (config_.progress) {
       const int finished = outcome.questions_resumed + outcome.questions_run;
-      const double eta = clock.seconds() / outcome.questions_run * double(todo.size() - size_t(outcome.questions_run));
+      const double eta = clock.seconds() / outcome.questions_run * double(unanswered.size() - size_t(outcome.questions_run));
       fmt::print(stderr, "[{}] {}/{} questions | {:.1f} tok/s | ETA {}\n", name, finished, outcome.questions_total,
                  speed_sum / outcome.questions_run, format_duration(eta));
     }

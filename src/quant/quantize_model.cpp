@@ -58,7 +58,7 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
   const bool gptq = options.method == Method::Gptq;
 
   QuantizeSummary summary;
-  std::vector<std::vector<BlockLinear>> todo(size_t(c.num_layers));
+  std::vector<std::vector<BlockLinear>> to_quantize(size_t(c.num_layers));
   int total = 0;
   for (int l = 0; l < c.num_layers; ++l) {
     for (const BlockLinear& lin : block_linears(model, l)) {
@@ -66,7 +66,7 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
                   lin.name, weight_format_name(lin.weight->format));
       const std::string why = incompatibility(lin.weight->rows(), lin.weight->cols(), options);
       if (why.empty()) {
-        todo[size_t(l)].push_back(lin);
+        to_quantize[size_t(l)].push_back(lin);
         ++total;
       } else {
         summary.kept_dense.emplace_back(lin.name, why);
@@ -102,16 +102,16 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
   int done = 0;
   std::vector<float> dense;
   for (int l = 0; l < c.num_layers; ++l) {
-    if (todo[size_t(l)].empty()) continue;
+    if (to_quantize[size_t(l)].empty()) continue;
     if (runner) {
       hessians.clear();
-      for (const BlockLinear& lin : todo[size_t(l)]) hessians.try_emplace(lin.slot, lin.weight->cols());
+      for (const BlockLinear& lin : to_quantize[size_t(l)]) hessians.try_emplace(lin.slot, lin.weight->cols());
       observed_layer = l;
       if (progress) progress(done, total, fmt::format("layer {}: calibration forward", l));
       for (const auto& seq : calibration) run_sequence(*runner, seq, ForwardRequest::Rows::None, nullptr);
       observed_layer = -1;
     }
-    for (const BlockLinear& lin : todo[size_t(l)]) {
+    for (const BlockLinear& lin : to_quantize[size_t(l)]) {
       if (progress) progress(done, total, lin.name);
       Weight& w = *lin.weight;
       dense.resize(size_t(w.numel()));
