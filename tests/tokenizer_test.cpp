@@ -189,7 +189,11 @@ TEST(HfTokenizer, LongWordsAreFast) {
       EXPECT_EQ(tokenizer.decode(ids), word) << name;
       return seconds;
     };
-    EXPECT_LT(encode_seconds(300), 1e-3) << name;  // a 300-character word: microseconds
+    // A 300-character word: microseconds. The best of several runs, so that a first-call cost (page faults,
+    // lazy per-thread match data) or a preempted slice on a shared CI machine does not decide it.
+    double best = 1e9;
+    for (int run = 0; run < 7; ++run) best = std::min(best, encode_seconds(300));
+    EXPECT_LT(best, 1e-3) << name;
     // Ten times the length must cost far less than the hundred times a quadratic merge would.
     const double short_word = std::max(encode_seconds(20000), 1e-4), long_word = encode_seconds(200000);
     EXPECT_LT(long_word / short_word, 30.0) << name << ": " << short_word << " s vs " << long_word << " s";
