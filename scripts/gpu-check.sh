@@ -24,6 +24,8 @@ if ! pkg-config --exists libpcre2-8 2>/dev/null; then
   export PATH=$prefix/usr/bin:$PATH
   command -v pkg-config >/dev/null || { echo "no pkg-config on this machine"; exit 1; }
 fi
+# Tests read ../shared; the device gets the carried copy in .shared (git-ignored).
+[[ -d .shared && ! -e ../shared ]] && ln -sfn "$PWD/.shared" ../shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
 # ---- build ----
@@ -65,6 +67,15 @@ bench p2048 --model $M --prompt-tokens 2048 --new-tokens 32 --tokens-per-forward
 if [[ "$MODE" == "full" ]]; then
   bench ctx8k --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 --tokens-per-forward 1,64
   bench bf16 --model $M --dtype bf16 --prompt-tokens 512 --new-tokens 64 --tokens-per-forward 1,64
+  # Decode attention: the CUDA-core kernel (default for <= 8 query rows) against the tensor-core one.
+  SPECQ_ATTENTION_DECODE=mma bench p512_mma --model $M --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1
+  SPECQ_ATTENTION_DECODE=mma bench ctx8k_mma --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 \
+    --tokens-per-forward 1,64
+  log "sampled decode (temperature 0.8, top-p 0.9, top-k 50: drawn on the device) vs greedy"
+  for t in 0 0.8; do
+    $SPECQ generate --device cuda --model $M --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 256 --temperature $t \
+      --top-p 0.9 --top-k 50 --json >"$OUT/generate_t$t.json" 2>"$OUT/generate_t$t.err" || tail -3 "$OUT/generate_t$t.err"
+  done
   log "70B in f16 (should fail before allocating)"
   $SPECQ bench --device cuda --model synthetic:llama3-70b --prompt-tokens 1 --new-tokens 2 --tokens-per-forward 1 \
     --repeats 1 2>&1 | tail -2 | tee "$OUT/70b.txt"
@@ -82,7 +93,7 @@ def load(name):
     except Exception: return None
 gpu = open(os.path.join(out, "gpu.txt")).read().strip()
 print(f"\n=== specq CUDA summary on {gpu} ===")
-for name in ["p512", "p1024", "p2048", "ctx8k", "bf16"]:
+for name in ["p512", "p512_mma", "p1024", "p2048", "ctx8k", "ctx8k_mma", "bf16"]:
     b = load(f"bench_{name}.json")
     if not b: continue
     curve = b["forward_ms_by_tokens"]; one = curve.get("1")
@@ -94,6 +105,9 @@ b = load("bench_p512.json")
 if b and b.get("op_ms"):
     tot = sum(b["op_ms"].values())
     print("decode step by op: " + ", ".join(f"{k} {v:.3f}ms ({100*v/tot:.0f}%)" for k, v in b["op_ms"].items()))
+for t in ["0", "0.8"]:
+    g = load(f"generate_t{t}.json")
+    if g: print(f"generate temperature {t}: {g['tokens_per_second']:.1f} tok/s over {g['new_tokens']} tokens")
 hf = load("hf.json")
 if hf: print(f"HF transformers eager fp16: {hf['decode_tokens_per_second']:.1f} tok/s (same card, same shapes)")
 if b:

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <numeric>
 
+#include <random>
+
+#include "backend/cpu/ops.h"
+#include "chi_square.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "gen/sampler.h"
@@ -63,6 +67,50 @@ TEST(Sampler, SamplingFrequenciesMatchDistribution) {
   const int draws = 60000;
   for (int i = 0; i < draws; ++i) ++counts[size_t(s.sample(kLogits, 1))];
   for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(double(counts[i]) / draws, p[i], 0.01) << i;
+}
+
+// The counter-based draw (the CUDA sampler's reference) follows the same distribution as Sampler:
+// temperature, top-k, top-p and both together, 100k draws each.
+TEST(CounterBasedDraw, FollowsSamplerDistribution) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(40);
+  for (float& l : logits) l = normal(rng);
+  struct Case { float temperature; int top_k; float top_p; };
+  for (const Case c : {Case{0.8f, 0, 1.0f}, Case{1.3f, 7, 1.0f}, Case{1.0f, 0, 0.8f}, Case{0.7f, 12, 0.9f}}) {
+    SamplingOptions o;
+    o.temperature = c.temperature;
+    o.top_k = c.top_k;
+    o.top_p = c.top_p;
+    std::vector<float> probs(logits.size());
+    Sampler(o, int(logits.size())).distribution(logits, probs);
+    DrawParams params;
+    params.temperature = c.temperature;
+    params.top_k = c.top_k;
+    params.top_p = c.top_p;
+    params.seed = 5;
+    std::vector<int64_t> counts(logits.size(), 0);
+    const int draws = 100000;
+    for (int d = 0; d < draws; ++d) {
+      const int32_t token = cpu::sample_counter_based(logits.data(), int(logits.size()), params, uint64_t(d));
+      ++counts[size_t(token)];
+      ASSERT_GT(probs[size_t(token)], 0.0f) << "drew token " << token << ", which the cut removes";
+    }
+    const test::ChiSquare chi = test::chi_square(counts, std::vector<double>(probs.begin(), probs.end()));
+    EXPECT_GT(chi.p_value, 1e-4) << "T=" << c.temperature << " k=" << c.top_k << " p=" << c.top_p << ": chi2 "
+                                 << chi.statistic << " dof " << chi.dof;
+  }
+}
+
+TEST(CounterBasedDraw, KeepsTiesAtTheTopKCutAndIsDeterministic) {
+  const std::vector<float> logits = {3.0f, 3.0f, 1.0f};
+  DrawParams params;
+  params.top_k = 1;
+  std::vector<int> counts(3, 0);
+  for (int d = 0; d < 4000; ++d) ++counts[size_t(cpu::sample_counter_based(logits.data(), 3, params, uint64_t(d)))];
+  EXPECT_EQ(counts[2], 0);
+  EXPECT_NEAR(counts[0], 2000, 200);  // both tied tokens stay, as Hugging Face's top-k keeps them
+  EXPECT_EQ(cpu::sample_counter_based(logits.data(), 3, params, 17), cpu::sample_counter_based(logits.data(), 3, params, 17));
 }
 
 TEST(Sampler, RejectsBadOptions) {

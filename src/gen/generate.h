@@ -37,7 +37,7 @@ GenerateResult generate(Runner& runner, std::span<const int32_t> prompt, const G
                         const TokenCallback& on_token = {});
 
 // Prefills prompt rows [0, prompt.size()) in chunks of the runner's maximum forward size;
-// returns the last row's logits and argmax.
-ForwardResult prefill(Runner& runner, std::span<const int32_t> prompt);
+// returns the last row's logits and argmax (with draw: its sampled id instead of host logits).
+ForwardResult prefill(Runner& runner, std::span<const int32_t> prompt, const DrawParams* draw = nullptr);
 
 }  // namespace specq

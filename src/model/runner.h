@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/sampling_draw.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -33,12 +34,16 @@ struct ForwardRequest {
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
   bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
   Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
+  // Set: every logits row is also sampled where the logits are (ForwardResult::sampled), so sampled
+  // decoding on a GPU copies ids, not logits. Row r uses draw device_draw->draw + r.
+  const DrawParams* device_draw = nullptr;
 };
 
 struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
   std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
+  std::span<const int32_t> sampled; // [rows] when the request set device_draw
 };
 
 // The linear layers of a transformer block (q|k|v and gate|up share their input).

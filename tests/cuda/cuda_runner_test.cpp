@@ -170,7 +170,8 @@ TEST(CudaRunner, TreeVerificationAndCompactionMatchCpu) {
 TEST(CudaRunner, SeventyBillionInF16FailsBeforeAllocating) {
   size_t free_bytes = 0, total_bytes = 0;
   SPECQ_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
-  if (free_bytes > size_t(146) << 30) GTEST_SKIP() << "this GPU could hold llama3-70b in f16";
+  // ~141.1 GB of weights + 1.3 GB of KV + activations: an H200 (~150 GB free) holds it, an H100 does not.
+  if (free_bytes > size_t(145'000'000'000)) GTEST_SKIP() << "this GPU could hold llama3-70b in f16";
   Model model = make_synthetic_model("llama3-70b");
   RunnerOptions options;
   try {

@@ -8,6 +8,8 @@
 
 #include "backend/cpu/ops.h"
 #include "backend/cuda/kernels.h"
+#include "../chi_square.h"
+#include "gen/sampler.h"
 #include "core/synthetic_rng.h"
 #include "cuda_test_util.h"
 #include "model/config.h"
@@ -114,7 +116,18 @@ TEST_P(DtypeTest, RopeStoresKvLikeCpu) {
   }
 }
 
-void check_linear(DType act, int n, int rows, int cols, bool with_bias, bool use_gemv, void* cublas) {
+enum class Linear { Gemv, Skinny, Cublas };
+const char* linear_name(Linear k) { return k == Linear::Gemv ? "gemv" : k == Linear::Skinny ? "skinny" : "gemm"; }
+
+int sm_count() {
+  int device = 0, count = 0;
+  SPECQ_CUDA(cudaGetDevice(&device));
+  SPECQ_CUDA(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// handle: the cuBLAS handle (Cublas) or the skinny GEMM's cleared workspace (Skinny).
+void check_linear(DType act, int n, int rows, int cols, bool with_bias, Linear kernel, void* handle) {
   std::vector<float> w = random_values(size_t(rows) * cols, std::sqrt(3.0f / float(cols)));
   std::vector<float> x = random_values(size_t(n) * cols);
   std::vector<float> bias = with_bias ? random_values(size_t(rows)) : std::vector<float>{};
@@ -122,21 +135,23 @@ void check_linear(DType act, int n, int rows, int cols, bool with_bias, bool use
   for (const bool fp32_out : {false, true}) {
     DeviceBuffer y = poisoned(size_t(n) * rows * (fp32_out ? 4 : 2));
     const float* b = with_bias ? b_d.get<float>() : nullptr;
-    if (use_gemv) gemv(w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
-    else gemm(cublas, w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
+    if (kernel == Linear::Gemv) gemv(w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
+    else if (kernel == Linear::Skinny)
+      skinny_gemm(w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, false, handle, sm_count(), kStream);
+    else gemm(handle, w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
     std::vector<float> ref(size_t(n) * rows), scratch(size_t(cols) * 256);
     const Weight wt = host_weight(w, rows, cols);
     cpu::linear(x.data(), n, wt, with_bias ? bias.data() : nullptr, ref.data(), rows, scratch.data());
     const double err = rel_l2(download(y.get(), ref.size(), fp32_out ? DType::F32 : act), ref);
     EXPECT_LT(err, fp32_out ? 1e-4 : tolerance(act))
-        << (use_gemv ? "gemv" : "gemm") << " n=" << n << " rows=" << rows << " cols=" << cols << " fp32 " << fp32_out;
+        << linear_name(kernel) << " n=" << n << " rows=" << rows << " cols=" << cols << " fp32 " << fp32_out;
   }
 }
 
 TEST_P(DtypeTest, GemvMatchesCpu) {
   for (int n = 1; n <= kGemvMaxTokens; ++n) {
-    check_linear(GetParam(), n, 1000, 4096, n % 2 == 0, true, nullptr);
-    check_linear(GetParam(), n, 333, 172, n == 3, true, nullptr);  // width not a multiple of 8
+    check_linear(GetParam(), n, 1000, 4096, n % 2 == 0, Linear::Gemv, nullptr);
+    check_linear(GetParam(), n, 333, 172, n == 3, Linear::Gemv, nullptr);  // width not a multiple of 8
   }
 }
 
@@ -160,8 +175,41 @@ TEST_P(DtypeTest, GemvSwigluMatchesCpu) {
 TEST_P(DtypeTest, GemmMatchesCpu) {
   cublasHandle_t handle = nullptr;
   ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-  for (const int n : {1, 9, 64, 200}) check_linear(GetParam(), n, 1024, 4096, n == 9, false, handle);
+  for (const int n : {1, 9, 64, 200}) check_linear(GetParam(), n, 1024, 4096, n == 9, Linear::Cublas, handle);
   cublasDestroy(handle);
+}
+
+// Every token-count width (16/32/64/128), split-K (few row tiles, long K) and not (many tiles),
+// ragged rows and K, bias, fp32 output; the workspace is reused across calls as in the runner.
+TEST_P(DtypeTest, SkinnyGemmMatchesCpu) {
+  DeviceBuffer workspace(skinny_gemm_workspace_bytes(sm_count()));
+  skinny_gemm_clear_workspace(workspace.get(), sm_count(), kStream);
+  for (const int n : {2, 9, 16, 17, 33, 64, 65, 100, 128}) {
+    check_linear(GetParam(), n, 1024, 4096, n % 3 == 0, Linear::Skinny, workspace.get());   // split-K
+    check_linear(GetParam(), n, 4096 * 4 + 72, 512, n == 9, Linear::Skinny, workspace.get());  // no split
+  }
+  check_linear(GetParam(), 40, 300, 1000, true, Linear::Skinny, workspace.get());  // K not a multiple of 64
+  check_linear(GetParam(), 7, 6144, 4096, false, Linear::Skinny, workspace.get());  // Llama-3-8B qkv
+}
+
+TEST_P(DtypeTest, SkinnyGemmSwigluMatchesCpu) {
+  const DType act = GetParam();
+  DeviceBuffer workspace(skinny_gemm_workspace_bytes(sm_count()));
+  skinny_gemm_clear_workspace(workspace.get(), sm_count(), kStream);
+  for (const auto& [inter, cols] : {std::pair{1000, 4096}, std::pair{14336, 512}, std::pair{96, 176}}) {
+    for (const int n : {2, 24, 64, 128}) {
+      std::vector<float> w = random_values(size_t(2) * inter * cols, std::sqrt(3.0f / float(cols)));
+      std::vector<float> x = random_values(size_t(n) * cols);
+      DeviceBuffer w_d = upload(w, act), x_d = upload(x, act);
+      DeviceBuffer y = poisoned(size_t(n) * inter * 2);
+      skinny_gemm(w_d.get(), x_d.get(), nullptr, y.get(), false, act, n, 2 * inter, cols, true, workspace.get(),
+                  sm_count(), kStream);
+      std::vector<float> gate_up(size_t(n) * 2 * inter), ref(size_t(n) * inter), scratch(size_t(cols) * 256);
+      cpu::linear(x.data(), n, host_weight(w, 2 * inter, cols), nullptr, gate_up.data(), 2 * inter, scratch.data());
+      cpu::swiglu(gate_up.data(), n, inter, ref.data());
+      EXPECT_LT(rel_l2(download(y.get(), ref.size(), act), ref), tolerance(act)) << "n=" << n << " inter=" << inter;
+    }
+  }
 }
 
 // Random tree: each node's parent comes before it; a row sees its ancestors and itself.
@@ -218,7 +266,8 @@ TEST_P(DtypeTest, AttentionMatchesCpu) {
       {256, 37, 32, 8, 128, true},  {100, 300, 14, 2, 64, true},  {17, 40, 6, 6, 48, false},
       {130, 10, 4, 2, 16, true},    {512, 512, 32, 8, 128, false}, {1, 300, 64, 8, 128, false},
       {2, 1000, 32, 8, 128, true},  {1, 77, 6, 6, 48, false},      {5, 20, 4, 2, 8, true},
-      {1, 9, 4, 2, 8, false},       {8, 3000, 32, 8, 128, true},
+      {1, 9, 4, 2, 8, false},       {8, 3000, 32, 8, 128, true},  {4, 7000, 32, 8, 128, true},
+      {3, 2000, 14, 2, 64, false},  {128, 1024, 32, 8, 128, true}, {60, 33, 6, 6, 48, true},
   };
   for (const AttentionCase& k : cases) check_attention(GetParam(), k, sm_count);
 }
@@ -236,6 +285,57 @@ TEST_P(DtypeTest, SwigluMatchesCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, DtypeTest, ::testing::Values(DType::F16, DType::BF16), dtype_test_name);
+
+// The device sampler against its CPU reference at Llama-3's vocabulary (the same cut and the same
+// Gumbel-max draw; a near-tie of float sums at a top-p cut may flip one row), and its draws against
+// the exact distribution by chi-square.
+TEST(CudaKernels, SampleRowsMatchesCpuReference) {
+  const int rows = 48, vocab = 128256;
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(size_t(rows) * vocab);
+  for (float& l : logits) l = normal(rng());
+  DeviceBuffer logits_d = upload(logits, DType::F32);
+  struct Case { float temperature; int top_k; float top_p; };
+  for (const Case c : {Case{1.0f, 0, 1.0f}, Case{0.6f, 50, 1.0f}, Case{1.0f, 0, 0.9f}, Case{0.8f, 40, 0.95f}}) {
+    const DrawParams params{c.temperature, c.top_k, c.top_p, 0, 77, 1000};
+    DeviceBuffer params_d(sizeof(DrawParams)), out = poisoned(size_t(rows) * 4);
+    SPECQ_CUDA(cudaMemcpy(params_d.get(), &params, sizeof(params), cudaMemcpyHostToDevice));
+    sample_rows(logits_d.get<float>(), rows, vocab, params_d.get<DrawParams>(), out.get<int32_t>(), kStream);
+    std::vector<int32_t> got(static_cast<size_t>(rows));
+    SPECQ_CUDA(cudaMemcpy(got.data(), out.get(), size_t(rows) * 4, cudaMemcpyDeviceToHost));
+    int same = 0;
+    for (int r = 0; r < rows; ++r)
+      same += got[size_t(r)] == cpu::sample_counter_based(logits.data() + size_t(r) * vocab, vocab, params,
+                                                          params.draw + uint64_t(r));
+    EXPECT_GE(same, rows - 1) << "T=" << c.temperature << " k=" << c.top_k << " p=" << c.top_p;
+  }
+}
+
+TEST(CudaKernels, SampleRowsFollowsTheDistribution) {
+  const int vocab = 64, rows = 1 << 16;
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::vector<float> row(static_cast<size_t>(vocab));
+  for (float& l : row) l = normal(rng());
+  std::vector<float> logits;
+  for (int r = 0; r < rows; ++r) logits.insert(logits.end(), row.begin(), row.end());
+  DeviceBuffer logits_d = upload(logits, DType::F32);
+  SamplingOptions options;
+  options.temperature = 0.9f;
+  options.top_k = 20;
+  options.top_p = 0.9f;
+  std::vector<float> probs(static_cast<size_t>(vocab));
+  Sampler(options, vocab).distribution(row, probs);
+  const DrawParams params{options.temperature, options.top_k, options.top_p, 0, 3, 0};
+  DeviceBuffer params_d(sizeof(DrawParams)), out(size_t(rows) * 4);
+  SPECQ_CUDA(cudaMemcpy(params_d.get(), &params, sizeof(params), cudaMemcpyHostToDevice));
+  sample_rows(logits_d.get<float>(), rows, vocab, params_d.get<DrawParams>(), out.get<int32_t>(), kStream);
+  std::vector<int32_t> got(static_cast<size_t>(rows));
+  SPECQ_CUDA(cudaMemcpy(got.data(), out.get(), size_t(rows) * 4, cudaMemcpyDeviceToHost));
+  std::vector<int64_t> counts(size_t(vocab), 0);
+  for (const int32_t t : got) ++counts[size_t(t)];
+  const specq::test::ChiSquare chi = specq::test::chi_square(counts, std::vector<double>(probs.begin(), probs.end()));
+  EXPECT_GT(chi.p_value, 1e-4) << "chi2 " << chi.statistic << " dof " << chi.dof;
+}
 
 TEST(CudaKernels, ArgmaxTakesSmallestTiedIndex) {
   const int rows = 3, vocab = 128256;

@@ -83,6 +83,7 @@ class CpuRunner final : public Runner {
     plan(ffn_, c.intermediate_size);
     plan(logits_, c.vocab_size);
     argmax_.assign(size_t(max_tokens_), 0);
+    sampled_.assign(size_t(max_tokens_), 0);
     const int64_t widest = std::max<int64_t>({c.hidden_size, c.q_dim(), c.intermediate_size});
     linear_scratch_.assign(size_t(threads_) * size_t(widest), 0.0f);
     scores_.assign(size_t(threads_) * size_t(max_context_ + max_tokens_), 0.0f);
@@ -214,7 +215,12 @@ class CpuRunner final : public Runner {
       cpu::linear(xn.data.data() + first * xn.dim, rows, *lm_head_.parts[0], nullptr, logits_.data.data(), vocab,
                   linear_scratch_.data());
       for (int r = 0; r < rows; ++r) argmax_[size_t(r)] = cpu::argmax(logits_.row(r), int(vocab));
+      if (const DrawParams* draw = request_->device_draw; draw != nullptr)
+        for (int r = 0; r < rows; ++r)
+          sampled_[size_t(r)] = cpu::sample_counter_based(logits_.row(r), int(vocab), *draw, draw->draw + uint64_t(r));
     }
+    result_.sampled =
+        std::span<const int32_t>(sampled_.data(), request_->device_draw != nullptr ? size_t(rows) : size_t(0));
     result_.logits = std::span<const float>(logits_.data.data(), size_t(rows) * size_t(vocab));
     result_.argmax = std::span<const int32_t>(argmax_.data(), size_t(rows));
     // xn holds the final-normed hidden states; hand out a view (valid until the next forward).
@@ -243,6 +249,7 @@ class CpuRunner final : public Runner {
   CpuLinear lm_head_;
   CpuAct x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_, logits_;
   std::vector<int32_t> argmax_;
+  std::vector<int32_t> sampled_;  // [rows] when a request asks for draws
   std::vector<float> linear_scratch_;
   std::vector<float> scores_;
   const ForwardRequest* request_ = nullptr;

@@ -223,4 +223,42 @@ int32_t argmax(const float* values, int n) {
   return best;
 }
 
+// Sorting, not radix selection: an independent route to the same cuts as the CUDA kernel.
+int32_t sample_counter_based(const float* logits, int n, const DrawParams& params, uint64_t draw) {
+  const float row_max = *std::max_element(logits, logits + n);
+  const float inv_t = 1.0f / params.temperature;
+  std::vector<uint32_t> keys(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) keys[size_t(i)] = order_key(logits[i]);
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) order[size_t(i)] = i;
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return keys[size_t(a)] > keys[size_t(b)]; });
+  uint32_t cut = 0;
+  if (params.top_k > 0 && params.top_k < n) cut = keys[size_t(order[size_t(params.top_k - 1)])];
+  if (params.top_p < 1.0f) {
+    auto mass = [&](int32_t i) { return double(std::exp((logits[i] - row_max) * inv_t)); };
+    double total = 0.0;
+    for (int32_t i : order)
+      if (keys[size_t(i)] >= cut) total += mass(i);
+    double running = 0.0;
+    for (int32_t i : order) {
+      running += mass(i);
+      if (running >= double(params.top_p) * total) {
+        cut = std::max(cut, keys[size_t(i)]);
+        break;
+      }
+    }
+  }
+  int32_t best = 0;
+  double best_score = -std::numeric_limits<double>::infinity();
+  for (int i = 0; i < n; ++i) {
+    if (keys[size_t(i)] < cut) continue;
+    const double score = double((logits[i] - row_max) * inv_t) + gumbel_noise(params.seed, draw, uint32_t(i));
+    if (score > best_score) {
+      best_score = score;
+      best = i;
+    }
+  }
+  return best;
+}
+
 }  // namespace specq::cpu

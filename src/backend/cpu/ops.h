@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 
+#include "core/sampling_draw.h"
 #include "model/weights.h"
 
 namespace specq::cpu {
@@ -49,5 +50,8 @@ void swiglu(const float* gate_up, int n, int inter, float* out);
 
 // Index of the largest value; ties go to the smallest index.
 int32_t argmax(const float* values, int n);
+// The reference of the CUDA sampler (sample.cu): the Gumbel-max draw `draw` over the top-k, then
+// top-p cut of softmax(logits / temperature), ties at a cut kept (core/sampling_draw.h).
+int32_t sample_counter_based(const float* logits, int n, const DrawParams& params, uint64_t draw);
 
 }  // namespace specq::cpu

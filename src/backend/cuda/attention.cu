@@ -3,47 +3,36 @@
 //  * decode_kernel, for at most 8 query rows per KV head (decode, small trees): CUDA cores, each
 //    half-warp streams one key row at a time with 16-byte loads; memory-bound, so it only has to
 //    keep enough loads in flight;
-//  * tile_kernel, for everything larger (tree verification, prefill chunks): tensor cores.
+//  * mma_kernel, for everything larger (tree verification, prefill chunks) and for decode against
+//    long caches: tensor cores (mma.sync m16n8k16), flash-attention 2 style.
 //
-// tile_kernel: a block owns one KV head, a tile of 64 query rows of that head's group (row = token * group +
-// head-in-group, so each K/V tile loaded serves every query head that shares it) and one slice of
-// the cache. It walks the slice in 64-row tiles: S = Q K^T and O += P V on tensor cores (WMMA,
-// fp32 accumulation), online softmax in fp32 between them. With several slices, partial (m, l, O)
-// go to a workspace and a second kernel merges them. cache_len and the mask are read on the
-// device, so a captured graph serves every step; the slice size follows cache_len at run time.
-#include <mma.h>
-
+// mma_kernel: a block owns one KV head, a tile of query rows of that head's group (row = token *
+// group + head-in-group, so each K/V tile loaded serves every query head that shares it) and one
+// slice of the cache. It walks the slice in 64-key tiles, double-buffered with cp.async. Each warp
+// keeps its 16 query rows (A fragments), scores S, probabilities P and output O in registers:
+// S = Q K^T, online softmax in fp32 (exp2, quad shuffles), P re-packed in place as the A operand of
+// O += P V. kRowWarps warps split the query rows, 4 / kRowWarps split each key tile (decode: one
+// row tile, four key quarters, merged through shared memory at the end). With several slices,
+// partial (m, l, O) go to a workspace and combine_kernel merges them. cache_len and the mask are
+// read on the device, so a captured graph serves every step; the slice size follows cache_len.
 #include <algorithm>
 #include <cfloat>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma.cuh"
 #include "model/runner.h"
 
 namespace specq::cuda {
 namespace {
 
-constexpr int kTile = 64;  // query rows and key rows per tile
+constexpr int kKeyTile = 64;  // key rows per tile
 constexpr int kThreads = 128;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 32;
-
-struct Layout {  // shared-memory carve-up, leading dimensions padded against bank conflicts
-  int head_dim, ld_qkv, ld_o;  // head_dim rounded up to 16 (the MMA depth); pad columns are zero
-  static constexpr int ld_s = kTile + 4, ld_p = kTile + 8;
-  __host__ __device__ size_t q() const { return 0; }
-  __host__ __device__ size_t k() const { return q() + size_t(kTile) * ld_qkv * 2; }
-  __host__ __device__ size_t v() const { return k() + size_t(kTile) * ld_qkv * 2; }
-  __host__ __device__ size_t s() const { return v() + size_t(kTile) * ld_qkv * 2; }
-  __host__ __device__ size_t p() const { return s() + size_t(kTile) * ld_s * 4; }
-  __host__ __device__ size_t o() const { return p() + size_t(kTile) * ld_p * 2; }
-  __host__ __device__ size_t bytes() const { return o() + size_t(kTile) * ld_o * 4; }
-};
-
-__host__ __device__ Layout layout_for(int head_dim) {
-  const int padded = (head_dim + 15) / 16 * 16;
-  return Layout{padded, padded + 8, padded + 4};
-}
+constexpr int kDecodeMaxSplits = 128;
 
 struct Params {
   const void* qkv;
@@ -51,7 +40,7 @@ struct Params {
   const void* v_cache;
   void* out;
   float* part_o;   // [splits][kv_heads][q_rows][head_dim]
-  float* part_ml;  // [splits][kv_heads][q_rows][2]
+  float* part_ml;  // [splits][kv_heads][q_rows][2]: running max (natural-log units) and sum
   StepInputs step;
   int n, group, kv_heads, head_dim, splits, q_rows;
   float scale;
@@ -66,184 +55,248 @@ __device__ __forceinline__ bool visible(int key, int token, int cache_len, int n
   return ((mask[int64_t(token) * words + j / 64] >> (j % 64)) & 1u) != 0;
 }
 
-// Copies 64 rows x head_dim of a [rows, stride] matrix into shared memory; rows past `valid` are zero.
-// Columns from head_dim up to the padded width are written as zeros. All of a thread's 16-byte
-// loads of both tiles are issued before any is stored, so their latencies overlap.
-constexpr int kVectorsPerThread = kTile * (kMaxHeadDim / 8) / kThreads;
+// Shared memory of mma_kernel: Q (up to 64 rows), K double buffer, V double buffer; rows padded by
+// 16 bytes so the 8 row addresses of an ldmatrix fall in different banks.
+template <int HD>
+struct MmaSmem {
+  static constexpr int ld = HD + 8;
+  static constexpr int tile = kKeyTile * ld;  // elements of one 64-row tile
+  static constexpr size_t bytes = size_t(5) * tile * 2;
+};
 
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Writes one finished query row chunk: the output itself (one slice) or the slice's partial.
+// o is unnormalised; m is in log2 units of the scaled score; l the sum of exp2(s - m).
 template <typename T>
-__device__ __forceinline__ void load_kv_tiles(T* k_dst, T* v_dst, int ld, const T* k_src, const T* v_src,
-                                              int64_t stride, int valid, int head_dim, int padded) {
-  const int vectors = padded / 8;
-  uint4 k[kVectorsPerThread], v[kVectorsPerThread];
-#pragma unroll
-  for (int j = 0; j < kVectorsPerThread; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    const int r = i / vectors, c = (i % vectors) * 8;
-    const bool ok = i < kTile * vectors && r < valid && c < head_dim;
-    k[j] = ok ? *reinterpret_cast<const uint4*>(k_src + r * stride + c) : make_uint4(0, 0, 0, 0);
-    v[j] = ok ? *reinterpret_cast<const uint4*>(v_src + r * stride + c) : make_uint4(0, 0, 0, 0);
-  }
-#pragma unroll
-  for (int j = 0; j < kVectorsPerThread; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    if (i >= kTile * vectors) break;
-    const int r = i / vectors, c = (i % vectors) * 8;
-    *reinterpret_cast<uint4*>(k_dst + r * ld + c) = k[j];
-    *reinterpret_cast<uint4*>(v_dst + r * ld + c) = v[j];
+__device__ __forceinline__ void store_row_pair(const Params& p, int kv_head, int split, int row, int dim, float o0,
+                                               float o1, float m, float l) {
+  if (row >= p.q_rows || dim >= p.head_dim) return;
+  const int hd = p.head_dim;
+  if (p.splits == 1) {
+    const int token = row / p.group, head = kv_head * p.group + row % p.group;
+    T* out = static_cast<T*>(p.out) + int64_t(token) * p.kv_heads * p.group * hd + int64_t(head) * hd + dim;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    *reinterpret_cast<uint32_t*>(out) = pack2<T>(o0 * inv, o1 * inv);
+  } else {
+    const int64_t slot = (int64_t(split) * p.kv_heads + kv_head) * p.q_rows + row;
+    *reinterpret_cast<float2*>(p.part_o + slot * hd + dim) = make_float2(o0, o1);
+    if (dim == 0) {
+      p.part_ml[slot * 2] = l > 0.0f ? m * kLn2 : -FLT_MAX;
+      p.part_ml[slot * 2 + 1] = l;
+    }
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads) tile_kernel(Params p) {
-  using namespace nvcuda;
+template <typename T, int HD, int kRowWarps>
+__global__ void __launch_bounds__(kThreads) mma_kernel(Params p) {
+  constexpr int kKeyWarps = 4 / kRowWarps;
+  constexpr int kRows = 16 * kRowWarps;             // query rows per block
+  constexpr int kWarpKeys = kKeyTile / kKeyWarps;   // keys of each tile one warp scores
+  constexpr int kSn = kWarpKeys / 8;                // S n-tiles per warp
+  constexpr int kLd = MmaSmem<HD>::ld;
+  constexpr int kTileElems = MmaSmem<HD>::tile;
   chain_start();
   extern __shared__ __align__(16) unsigned char smem[];
-  const Layout lay = layout_for(p.head_dim);
-  T* sq = reinterpret_cast<T*>(smem + lay.q());
-  T* sk = reinterpret_cast<T*>(smem + lay.k());
-  T* sv = reinterpret_cast<T*>(smem + lay.v());
-  float* ss = reinterpret_cast<float*>(smem + lay.s());
-  T* sp = reinterpret_cast<T*>(smem + lay.p());
-  float* so = reinterpret_cast<float*>(smem + lay.o());
+  T* sq = reinterpret_cast<T*>(smem);
+  T* sk = sq + kTileElems;      // [2][64][kLd]
+  T* sv = sk + 2 * kTileElems;  // [2][64][kLd]
 
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row_warp = warp % kRowWarps, key_warp = warp / kRowWarps;
+  const int gid = lane / 4, tig = lane % 4;
   const int q_tile = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
-  const int hd = p.head_dim, hd_pad = lay.head_dim, group = p.group, n = p.n;
+  const int hd = p.head_dim, group = p.group, n = p.n;
   const int kv_dim = p.kv_heads * hd;
   const int64_t qkv_stride = int64_t(p.kv_heads) * group * hd + 2 * kv_dim;
   const int cache_len = *p.step.cache_len;
   const bool has_mask = *p.step.has_mask != 0;
   const int words = mask_words(n);
-  const int row0 = q_tile * kTile;
+  const int row0 = q_tile * kRows;
 
-  // Keys this tile can see: causal tiles stop after their last token; a tree may see all new rows.
-  const int last_token = min(n - 1, (row0 + kTile - 1) / group);
+  // Keys this block can see: causal tiles stop after their last token; a tree may see all new rows.
+  const int last_token = min(n - 1, (row0 + kRows - 1) / group);
   const int key_end = has_mask ? cache_len + n : cache_len + last_token + 1;
-  const int slice = ((key_end + p.splits - 1) / p.splits + kTile - 1) / kTile * kTile;
+  const int slice = ((key_end + p.splits - 1) / p.splits + kKeyTile - 1) / kKeyTile * kKeyTile;
   const int key_begin = split * slice;
   const int key_stop = min(key_end, key_begin + slice);
+  const int tiles = key_stop > key_begin ? (key_stop - key_begin + kKeyTile - 1) / kKeyTile : 0;
 
-  // Q tile: row r is token (row0 + r) / group, head kv_head * group + (row0 + r) % group.
   const T* qkv = static_cast<const T*>(p.qkv);
-  {
-    uint4 q[kVectorsPerThread];
-#pragma unroll
-    for (int j = 0; j < kVectorsPerThread; ++j) {
-      const int i = threadIdx.x + j * kThreads;
-      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
-      const int row = row0 + r;
-      q[j] = make_uint4(0, 0, 0, 0);
-      if (i < kTile * (hd_pad / 8) && row < p.q_rows && c < hd) {
-        const int token = row / group, head = kv_head * group + row % group;
-        q[j] = *reinterpret_cast<const uint4*>(qkv + token * qkv_stride + int64_t(head) * hd + c);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kVectorsPerThread; ++j) {
-      const int i = threadIdx.x + j * kThreads;
-      if (i >= kTile * (hd_pad / 8)) break;
-      const int r = i / (hd_pad / 8), c = (i % (hd_pad / 8)) * 8;
-      *reinterpret_cast<uint4*>(sq + r * lay.ld_qkv + c) = q[j];
-    }
-  }
-  for (int i = threadIdx.x; i < kTile * lay.ld_o; i += kThreads) so[i] = 0.0f;
-
-  // Softmax ownership: threads 2r and 2r+1 own row r (both in warp r / 16, the warp that computes
-  // that row's S and O), each half of the columns.
-  const int my_row = threadIdx.x / 2, my_half = threadIdx.x % 2;
-  const int my_token = min(n - 1, (row0 + my_row) / group);
-  float m = -FLT_MAX, l = 0.0f;  // running max (of scaled scores) and sum
-  bool any = false;              // has this row seen a visible key yet
-  const int warp = threadIdx.x / 32;
-
   const T* k_cache = static_cast<const T*>(p.k_cache) + int64_t(kv_head) * hd;
   const T* v_cache = static_cast<const T*>(p.v_cache) + int64_t(kv_head) * hd;
-  for (int key0 = key_begin; key0 < key_stop; key0 += kTile) {
-    __syncthreads();  // previous tile's K/V fully used (and Q/O initialised on the first pass)
-    load_kv_tiles(sk, sv, lay.ld_qkv, k_cache + int64_t(key0) * kv_dim, v_cache + int64_t(key0) * kv_dim, kv_dim,
-                  key_stop - key0, hd, hd_pad);
-    __syncthreads();
 
-    // S[16 rows of this warp][64 keys] = Q K^T
-    for (int c = 0; c < kTile / 16; ++c) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int kk = 0; kk < hd_pad; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, sq + warp * 16 * lay.ld_qkv + kk, lay.ld_qkv);
-        wmma::load_matrix_sync(b, sk + c * 16 * lay.ld_qkv + kk, lay.ld_qkv);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(ss + warp * 16 * Layout::ld_s + c * 16, acc, Layout::ld_s, wmma::mem_row_major);
-    }
-    __syncwarp();
-
-    // Online softmax of this row's half tile.
-    float* srow = ss + my_row * Layout::ld_s + my_half * 32;
-    float tile_max = -FLT_MAX;
-    bool tile_any = false;
-    for (int c = 0; c < 32; ++c) {
-      const int key = key0 + my_half * 32 + c;
-      const bool ok = key < key_stop && visible(key, my_token, cache_len, n, has_mask, p.step.mask, words);
-      const float s = ok ? srow[c] * p.scale : -FLT_MAX;
-      srow[c] = s;
-      tile_any |= ok;
-      tile_max = fmaxf(tile_max, s);
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    tile_any = (__shfl_xor_sync(0xffffffffu, int(tile_any), 1) != 0) || tile_any;
-    const float m_new = fmaxf(m, tile_max);
-    const float alpha = any ? expf(m - m_new) : 0.0f;
-    float sum = 0.0f;
-    T* prow = sp + my_row * Layout::ld_p + my_half * 32;
-    for (int c = 0; c < 32; ++c) {
-      const float e = (tile_any && srow[c] != -FLT_MAX) ? expf(srow[c] - m_new) : 0.0f;
-      sum += e;
-      prow[c] = from_f32<T>(e);
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    if (tile_any) {
-      l = l * alpha + sum;
-      m = m_new;
-      float* orow = so + my_row * lay.ld_o;
-      for (int c = my_half; c < hd_pad; c += 2) orow[c] *= alpha;
-      any = true;
-    }
-    __syncwarp();
-
-    // O[16 rows of this warp] += P V
-    for (int c = 0; c < hd_pad / 16; ++c) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, so + warp * 16 * lay.ld_o + c * 16, lay.ld_o, wmma::mem_row_major);
-      for (int kk = 0; kk < kTile; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, sp + warp * 16 * Layout::ld_p + kk, Layout::ld_p);
-        wmma::load_matrix_sync(b, sv + kk * lay.ld_qkv + c * 16, lay.ld_qkv);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(so + warp * 16 * lay.ld_o + c * 16, acc, lay.ld_o, wmma::mem_row_major);
-    }
-    __syncwarp();
+  // Q tile; pad rows and pad columns (head_dim < HD) are zero-filled.
+  for (int i = threadIdx.x; i < kRows * (HD / 8); i += kThreads) {
+    const int r = i / (HD / 8), c = (i % (HD / 8)) * 8, row = row0 + r;
+    const bool valid = row < p.q_rows && c < hd;
+    const T* src = qkv;
+    if (valid) src = qkv + (row / group) * qkv_stride + int64_t(kv_head * group + row % group) * hd + c;
+    cp_async16(sq + r * kLd + c, src, valid);
   }
-  __syncthreads();  // O stores visible (also covers slices with no keys)
+  auto load_kv = [&](int key0, int buf) {
+    const int valid_rows = key_stop - key0;
+    for (int i = threadIdx.x; i < kKeyTile * (HD / 8); i += kThreads) {
+      const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
+      const bool valid = r < valid_rows && c < hd;  // rows past the slice are zero: P * 0 stays finite
+      const int64_t at = valid ? int64_t(key0 + r) * kv_dim + c : 0;
+      cp_async16(sk + buf * kTileElems + r * kLd + c, k_cache + at, valid);
+      cp_async16(sv + buf * kTileElems + r * kLd + c, v_cache + at, valid);
+    }
+  };
+  if (tiles > 0) load_kv(key_begin, 0);
+  cp_async_commit();
 
-  const int row = row0 + my_row;
-  if (row >= p.q_rows) return;
-  const float* orow = so + my_row * lay.ld_o;
-  if (p.splits == 1) {
-    const int token = row / group, head = kv_head * group + row % group;
-    T* out = static_cast<T*>(p.out) + int64_t(token) * p.kv_heads * group * hd + int64_t(head) * hd;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (int c = my_half; c < hd; c += 2) out[c] = from_f32<T>(orow[c] * inv);
+  const int row_lo = row0 + row_warp * 16 + gid, row_hi = row_lo + 8;
+  const int token_lo = min(n - 1, row_lo / group), token_hi = min(n - 1, row_hi / group);
+  const float scale_log2 = p.scale * kLog2e;
+  uint32_t qf[HD / 16][4];
+  float o[HD / 8][4];
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  for (int t = 0; t < tiles; ++t) {
+    const int key0 = key_begin + t * kKeyTile;
+    if (t + 1 < tiles) {
+      load_kv(key0 + kKeyTile, (t + 1) & 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk)
+        ldmatrix_x4(qf[kk], sq + (row_warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kLd + kk * 16 + (lane / 16) * 8);
+    }
+    const T* kb = sk + (t & 1) * kTileElems + key_warp * kWarpKeys * kLd;
+    const T* vb = sv + (t & 1) * kTileElems + key_warp * kWarpKeys * kLd;
+
+    float s[kSn][4];
+#pragma unroll
+    for (int j = 0; j < kSn; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+      for (int j2 = 0; j2 < kSn / 2; ++j2) {
+        uint32_t b[4];
+        ldmatrix_x4(b, kb + (j2 * 16 + (lane / 16) * 8 + lane % 8) * kLd + kk * 16 + ((lane / 8) % 2) * 8);
+        mma_16816<T>(s[2 * j2], qf[kk], b[0], b[1]);
+        mma_16816<T>(s[2 * j2 + 1], qf[kk], b[2], b[3]);
+      }
+    }
+
+    // Mask: a tile of committed cache rows is visible to every query; others are checked per key.
+    const bool all_visible = key0 + kKeyTile <= cache_len;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kSn; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = key0 + key_warp * kWarpKeys + j * 8 + tig * 2 + (e & 1);
+        const bool ok = all_visible || (key < key_stop && visible(key, e < 2 ? token_lo : token_hi, cache_len, n,
+                                                                  has_mask, p.step.mask, words));
+        s[j][e] = ok ? s[j][e] * scale_log2 : -INFINITY;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], s[j][e]);
+      }
+    }
+    float alpha[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float m_new = fmaxf(m[r], tile_max[r]);
+      base[r] = m_new == -INFINITY ? 0.0f : m_new;  // no visible key yet: every exp2 below is 0
+      alpha[r] = exp2f(m[r] - base[r]);
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) {
+      o[j][0] *= alpha[0];
+      o[j][1] *= alpha[0];
+      o[j][2] *= alpha[1];
+      o[j][3] *= alpha[1];
+    }
+#pragma unroll
+    for (int j = 0; j < kSn; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = exp2f(s[j][e] - base[e / 2]);
+        l[e / 2] += s[j][e];
+      }
+    }
+
+    // O += P V: the S accumulators of two adjacent key n-tiles form one A fragment.
+#pragma unroll
+    for (int kt = 0; kt < kSn / 2; ++kt) {
+      const uint32_t a[4] = {pack2<T>(s[2 * kt][0], s[2 * kt][1]), pack2<T>(s[2 * kt][2], s[2 * kt][3]),
+                             pack2<T>(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                             pack2<T>(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+#pragma unroll
+      for (int d2 = 0; d2 < HD / 16; ++d2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vb + (kt * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kLd + d2 * 16 + (lane / 16) * 8);
+        mma_16816<T>(o[2 * d2], a, b[0], b[1]);
+        mma_16816<T>(o[2 * d2 + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+
+  if constexpr (kKeyWarps == 1) {
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) {
+      store_row_pair<T>(p, kv_head, split, row_lo, j * 8 + tig * 2, o[j][0], o[j][1], m[0], l[0]);
+      store_row_pair<T>(p, kv_head, split, row_hi, j * 8 + tig * 2, o[j][2], o[j][3], m[1], l[1]);
+    }
   } else {
-    const int64_t slot = (int64_t(split) * p.kv_heads + kv_head) * p.q_rows + row;
-    float* po = p.part_o + slot * hd;
-    for (int c = my_half; c < hd; c += 2) po[c] = orow[c];
-    if (my_half == 0) {
-      p.part_ml[slot * 2] = any ? m : -FLT_MAX;
-      p.part_ml[slot * 2 + 1] = l;
+    // The key warps of each row warp merge their (m, l, O) through shared memory (the K/V buffers,
+    // free now: the loop ended with a barrier and no copy is pending).
+    float* so = reinterpret_cast<float*>(sk);  // [4 warps][16 rows][HD]
+    float* sm = so + 4 * 16 * HD;              // [4 warps][16 rows]
+    float* sl = sm + 4 * 16;
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) {
+      *reinterpret_cast<float2*>(so + (warp * 16 + gid) * HD + j * 8 + tig * 2) = make_float2(o[j][0], o[j][1]);
+      *reinterpret_cast<float2*>(so + (warp * 16 + gid + 8) * HD + j * 8 + tig * 2) = make_float2(o[j][2], o[j][3]);
+    }
+    if (tig == 0) {
+      sm[warp * 16 + gid] = m[0];
+      sm[warp * 16 + gid + 8] = m[1];
+      sl[warp * 16 + gid] = l[0];
+      sl[warp * 16 + gid + 8] = l[1];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < kRows * (HD / 2); i += kThreads) {
+      const int r = i / (HD / 2), dim = (i % (HD / 2)) * 2;
+      const int rw = r / 16, rr = r % 16;
+      float m_max = -INFINITY;
+#pragma unroll
+      for (int kw = 0; kw < kKeyWarps; ++kw) {
+        const int w = kw * kRowWarps + rw;
+        if (sl[w * 16 + rr] > 0.0f) m_max = fmaxf(m_max, sm[w * 16 + rr]);
+      }
+      float total = 0.0f, o0 = 0.0f, o1 = 0.0f;
+#pragma unroll
+      for (int kw = 0; kw < kKeyWarps; ++kw) {
+        const int w = kw * kRowWarps + rw;
+        const float lw = sl[w * 16 + rr];
+        if (lw <= 0.0f) continue;
+        const float weight = exp2f(sm[w * 16 + rr] - m_max);
+        total += weight * lw;
+        o0 += weight * so[(w * 16 + rr) * HD + dim];
+        o1 += weight * so[(w * 16 + rr) * HD + dim + 1];
+      }
+      store_row_pair<T>(p, kv_head, split, row0 + r, dim, o0, o1, m_max, total);
     }
   }
 }
@@ -253,7 +306,6 @@ constexpr int kDecodeMaxRows = 8;
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeKeysPerStep = kDecodeWarps * 2;  // each half-warp takes one key row
 constexpr int kDecodeUnroll = 4;                        // key rows per half-warp loaded before use
-constexpr int kDecodeMaxSplits = 128;
 constexpr int kDecodeSliceGrain = kDecodeKeysPerStep * kDecodeUnroll;
 
 // grid (kv_heads, splits). Lane l of a half-warp holds head dims [8 (l % 16), +8); q rows for
@@ -451,21 +503,61 @@ __global__ void combine_kernel(Params p) {
   }
 }
 
-bool use_decode(const AttentionShape& s) { return s.n * (s.heads / s.kv_heads) <= kDecodeMaxRows; }
+enum class Kernel { Decode, MmaOneRowTile, MmaRowTiles };
 
-// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys), no more than
-// the cache has slice grains.
+// The CUDA-core decode kernel for up to 8 query rows; SPECQ_ATTENTION_DECODE=mma sends them to the
+// tensor-core kernel instead (an experiment switch while the two are compared on long caches).
+bool mma_for_decode() {
+  static const bool mma = [] {
+    const char* v = std::getenv("SPECQ_ATTENTION_DECODE");
+    return v != nullptr && std::strcmp(v, "mma") == 0;
+  }();
+  return mma;
+}
+
+Kernel kernel_for(const AttentionShape& s) {
+  const int q_rows = s.n * (s.heads / s.kv_heads);
+  if (q_rows <= kDecodeMaxRows && !mma_for_decode()) return Kernel::Decode;
+  return q_rows <= 16 ? Kernel::MmaOneRowTile : Kernel::MmaRowTiles;
+}
+
+// Head dims run on the next instantiated width; the extra columns are zero.
+int padded_head_dim(int head_dim) { return head_dim <= 16 ? 16 : head_dim <= 32 ? 32 : head_dim <= 64 ? 64 : 128; }
+
+size_t mma_smem_bytes(int head_dim) {
+  switch (padded_head_dim(head_dim)) {
+    case 16: return MmaSmem<16>::bytes;
+    case 32: return MmaSmem<32>::bytes;
+    case 64: return MmaSmem<64>::bytes;
+    default: return MmaSmem<128>::bytes;
+  }
+}
+
+// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys; mma: as many as
+// shared memory lets an SM hold), no more than the cache has tiles.
 int splits_for(const AttentionShape& s, int sm_count) {
-  if (use_decode(s)) {
+  const Kernel kernel = kernel_for(s);
+  if (kernel == Kernel::Decode) {
     const int wanted = ceil_div(4 * sm_count, s.kv_heads);
     return std::max(1, std::min(std::min(wanted, kDecodeMaxSplits), ceil_div(s.max_rows, kDecodeSliceGrain)));
   }
-  // Tiles: no more slices than one wave holds (2 blocks per SM, the shared-memory limit); a
-  // prefill chunk that fills the wave by itself gets one slice and no merge pass.
-  const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), kTile);
+  const int rows_per_block = kernel == Kernel::MmaOneRowTile ? 16 : 64;
+  const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), rows_per_block);
   const int blocks = q_tiles * s.kv_heads;
-  const int wanted = std::max(1, 2 * sm_count / blocks);
-  return std::max(1, std::min(std::min(wanted, kMaxSplits), ceil_div(s.max_rows, kTile)));
+  const int per_sm = std::max(1, int((size_t(227) << 10) / mma_smem_bytes(s.head_dim)));
+  const int wanted = std::max(1, per_sm * sm_count / blocks);
+  const int cap = kernel == Kernel::MmaOneRowTile ? kDecodeMaxSplits : kMaxSplits;
+  return std::max(1, std::min(std::min(wanted, cap), ceil_div(s.max_rows, kKeyTile)));
+}
+
+template <typename T, int HD>
+void launch_mma(const Params& p, bool one_row_tile, cudaStream_t stream) {
+  const size_t smem = MmaSmem<HD>::bytes;
+  const int rows_per_block = one_row_tile ? 16 : 64;
+  const dim3 grid(unsigned(ceil_div(p.q_rows, rows_per_block)), unsigned(p.kv_heads), unsigned(p.splits));
+  auto kernel = one_row_tile ? mma_kernel<T, HD, 1> : mma_kernel<T, HD, 4>;
+  SPECQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  launch_chained(kernel, grid, dim3(kThreads), smem, stream, p);
 }
 
 }  // namespace
@@ -498,19 +590,23 @@ void attention(const void* qkv, DType act, const void* k_cache, const void* v_ca
     p.part_o = static_cast<float*>(workspace);
     p.part_ml = p.part_o + size_t(p.splits) * s.kv_heads * p.q_rows * s.head_dim;
   }
+  const Kernel kernel = kernel_for(s);
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    if (use_decode(s)) {
+    if (kernel == Kernel::Decode) {
       const dim3 grid(unsigned(s.kv_heads), unsigned(p.splits)), block(kDecodeWarps * 32);
       if (p.q_rows <= 1) launch_chained(decode_kernel<T, 1>, grid, block, 0, stream, p);
       else if (p.q_rows <= 2) launch_chained(decode_kernel<T, 2>, grid, block, 0, stream, p);
       else if (p.q_rows <= 4) launch_chained(decode_kernel<T, 4>, grid, block, 0, stream, p);
       else launch_chained(decode_kernel<T, 8>, grid, block, 0, stream, p);
     } else {
-      const size_t smem = layout_for(s.head_dim).bytes();
-      const dim3 grid(unsigned(ceil_div(p.q_rows, kTile)), unsigned(s.kv_heads), unsigned(p.splits));
-      SPECQ_CUDA(cudaFuncSetAttribute(tile_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-      launch_chained(tile_kernel<T>, grid, dim3(kThreads), smem, stream, p);
+      const bool one = kernel == Kernel::MmaOneRowTile;
+      switch (padded_head_dim(s.head_dim)) {
+        case 16: launch_mma<T, 16>(p, one, stream); break;
+        case 32: launch_mma<T, 32>(p, one, stream); break;
+        case 64: launch_mma<T, 64>(p, one, stream); break;
+        default: launch_mma<T, 128>(p, one, stream); break;
+      }
     }
     if (p.splits > 1)
       launch_chained(combine_kernel<T>, dim3(unsigned(p.q_rows), unsigned(s.kv_heads)), dim3(128), 0, stream, p);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -132,11 +133,13 @@ class CudaRunner final : public Runner {
     const size_t logits_at = plan.take(T * size_t(c.vocab_size) * 4);
     const size_t hidden_at = plan.take(T * h * 4);
     const size_t argmax_at = plan.take(T * 4);
+    const size_t sampled_at = plan.take(T * 4);
     size_t attn_ws = 0;
     for (int n = 1; n <= max_tokens_; ++n)
       attn_ws = std::max(attn_ws, cuda::attention_workspace_bytes(shape(n), sm_count_));
     const size_t attn_ws_at = plan.take(attn_ws);
     const size_t cublas_ws_at = plan.take(kCublasWorkspace);
+    const size_t skinny_ws_at = plan.take(cuda::skinny_gemm_workspace_bytes(sm_count_));
     const size_t staging_at = plan.take(kStagingBytes);
     input_bytes_ = input_layout(max_tokens_).end;
     const size_t inputs_at = plan.take(input_bytes_);
@@ -203,7 +206,10 @@ class CudaRunner final : public Runner {
     logits_ = reinterpret_cast<float*>(at(logits_at));
     hidden_ = reinterpret_cast<float*>(at(hidden_at));
     argmax_ = reinterpret_cast<int32_t*>(at(argmax_at));
+    sampled_ = reinterpret_cast<int32_t*>(at(sampled_at));
     attn_workspace_ = attn_ws > 0 ? at(attn_ws_at) : nullptr;
+    skinny_workspace_ = at(skinny_ws_at);
+    cuda::skinny_gemm_clear_workspace(skinny_workspace_, sm_count_, stream_);
     inputs_ = at(inputs_at);
     src_rows_ = reinterpret_cast<int32_t*>(at(src_rows_at));
     const std::vector<float> inv_freq = rope_inv_freq(c);
@@ -212,6 +218,7 @@ class CudaRunner final : public Runner {
 
     SPECQ_CUDA(cudaMallocHost(&host_inputs_, input_bytes_));
     SPECQ_CUDA(cudaMallocHost(&host_argmax_, T * 4));
+    SPECQ_CUDA(cudaMallocHost(&host_sampled_, T * 4));
     SPECQ_CUDA(cudaMallocHost(&host_logits_, T * size_t(c.vocab_size) * 4));
     SPECQ_CUDA(cudaMallocHost(&host_hidden_, T * size_t(h) * 4));
 
@@ -219,7 +226,7 @@ class CudaRunner final : public Runner {
     check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
     check_cublas(cublasSetWorkspace(cublas_, at(cublas_ws_at), kCublasWorkspace), "cublasSetWorkspace");
     check_cublas(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-    choose_gemv_counts();
+    choose_linear_kernels();
     SPECQ_CUDA(cudaStreamSynchronize(stream_));
   }
 
@@ -229,6 +236,7 @@ class CudaRunner final : public Runner {
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (host_inputs_ != nullptr) cudaFreeHost(host_inputs_);
     if (host_argmax_ != nullptr) cudaFreeHost(host_argmax_);
+    if (host_sampled_ != nullptr) cudaFreeHost(host_sampled_);
     if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
     if (host_hidden_ != nullptr) cudaFreeHost(host_hidden_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -245,7 +253,8 @@ class CudaRunner final : public Runner {
     const int n = int(request.tokens.size());
     stage_inputs(request);
     const int rows = logits_rows(request, n);
-    const int key = (n * 3 + int(request.logits_rows)) * 3 + int(request.hidden_rows);
+    const int key = ((n * 3 + int(request.logits_rows)) * 3 + int(request.hidden_rows)) * 2 +
+                    (request.device_draw != nullptr ? 1 : 0);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       // First forward of this shape: run it eagerly (loads modules, lets cuBLAS pick its kernels),
@@ -384,9 +393,15 @@ class CudaRunner final : public Runner {
 
   void linear(const CudaLinear& lin, const CudaAct& in, CudaAct& out, int n) {
     Profile p(*this, lin.name);
-    if (&out == &gate_up_ && gemv_for(n) && lin.bias == nullptr && config_.intermediate_size % 2 == 0) {
-      // Few tokens: the GEMV applies SwiGLU in its epilogue and writes the FFN input directly.
-      cuda::gemv_swiglu(lin.w, in.ptr, ffn_.ptr, act_, n, lin.rows / 2, lin.cols, stream_);
+    const LinearKernel kernel = linear_kernel(n);
+    if (&out == &gate_up_ && kernel != LinearKernel::Cublas && lin.bias == nullptr &&
+        config_.intermediate_size % 2 == 0 && (kernel == LinearKernel::Gemv || lin.cols % 8 == 0)) {
+      // The GEMV and the skinny GEMM apply SwiGLU in their epilogue and write the FFN input directly.
+      if (kernel == LinearKernel::Gemv)
+        cuda::gemv_swiglu(lin.w, in.ptr, ffn_.ptr, act_, n, lin.rows / 2, lin.cols, stream_);
+      else
+        cuda::skinny_gemm(lin.w, in.ptr, nullptr, ffn_.ptr, false, act_, n, lin.rows, lin.cols, true,
+                          skinny_workspace_, sm_count_, stream_);
       swiglu_fused_ = true;
       return;
     }
@@ -422,6 +437,8 @@ class CudaRunner final : public Runner {
     if (rows == 0) return;
     matmul(lm_head_, xn.row(n - rows), logits_, true, rows);
     cuda::argmax_rows(logits_, rows, config_.vocab_size, argmax_, stream_);
+    if (request_->device_draw != nullptr)
+      cuda::sample_rows(logits_, rows, config_.vocab_size, step_draw(), sampled_, stream_);
   }
 
  private:
@@ -433,13 +450,15 @@ class CudaRunner final : public Runner {
     void* v_cache = nullptr;
   };
 
-  // Device input block: cache_len, has_mask, tokens[T], positions[T], mask[T][mask_words(T)].
+  // Device input block: cache_len, has_mask, the sampling parameters, tokens[T], positions[T],
+  // mask[T][mask_words(T)].
   struct InputLayout {
-    size_t tokens, positions, mask, end;
+    size_t draw, tokens, positions, mask, end;
   };
   static InputLayout input_layout(int max_tokens) {
     InputLayout l{};
-    l.tokens = 8;
+    l.draw = 8;
+    l.tokens = l.draw + sizeof(DrawParams);
     l.positions = l.tokens + size_t(max_tokens) * 4;
     l.mask = (l.positions + size_t(max_tokens) * 4 + 7) / 8 * 8;
     l.end = l.mask + size_t(max_tokens) * size_t(mask_words(max_tokens)) * 8;
@@ -485,6 +504,10 @@ class CudaRunner final : public Runner {
             reinterpret_cast<const uint64_t*>(base + l.mask)};
   }
 
+  const DrawParams* step_draw() const {
+    return reinterpret_cast<const DrawParams*>(inputs_ + input_layout(max_tokens_).draw);
+  }
+
   static int rows_of(ForwardRequest::Rows rows, int n) {
     using Rows = ForwardRequest::Rows;
     return rows == Rows::None ? 0 : rows == Rows::Last ? 1 : n;
@@ -497,6 +520,8 @@ class CudaRunner final : public Runner {
     auto* base = static_cast<uint8_t*>(host_inputs_);
     const int32_t header[2] = {r.cache_len, r.tree_mask.empty() ? 0 : 1};
     std::memcpy(base, header, sizeof(header));
+    const DrawParams no_draw{};
+    std::memcpy(base + l.draw, r.device_draw != nullptr ? r.device_draw : &no_draw, sizeof(DrawParams));
     std::memcpy(base + l.tokens, r.tokens.data(), size_t(n) * 4);
     std::memcpy(base + l.positions, r.positions.data(), size_t(n) * 4);
     size_t end = l.positions + size_t(n) * 4;
@@ -518,6 +543,8 @@ class CudaRunner final : public Runner {
     ForwardResult result;
     if (rows > 0) {
       SPECQ_CUDA(cudaMemcpyAsync(host_argmax_, argmax_, size_t(rows) * 4, cudaMemcpyDeviceToHost, stream_));
+      if (request.device_draw != nullptr)
+        SPECQ_CUDA(cudaMemcpyAsync(host_sampled_, sampled_, size_t(rows) * 4, cudaMemcpyDeviceToHost, stream_));
       if (request.logits_to_host)
         SPECQ_CUDA(cudaMemcpyAsync(host_logits_, logits_, size_t(rows) * vocab * 4, cudaMemcpyDeviceToHost, stream_));
     }
@@ -528,32 +555,58 @@ class CudaRunner final : public Runner {
     SPECQ_CUDA(cudaStreamSynchronize(stream_));
     result.hidden = std::span<const float>(host_hidden_, hidden_values);
     result.argmax = std::span<const int32_t>(host_argmax_, size_t(rows));
+    if (request.device_draw != nullptr) result.sampled = std::span<const int32_t>(host_sampled_, size_t(rows));
     if (request.logits_to_host) result.logits = std::span<const float>(host_logits_, size_t(rows) * vocab);
     return result;
   }
 
-  bool gemv_for(int n) const { return n <= cuda::kGemvMaxTokens && use_gemv_[size_t(n)]; }
-
-  void matmul(const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
-    if (gemv_for(n))
-      cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
-    else
-      cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+  enum class LinearKernel { Gemv, Skinny, Cublas };
+  static const char* kernel_name(LinearKernel k) {
+    return k == LinearKernel::Gemv ? "gemv" : k == LinearKernel::Skinny ? "skinny" : "cuBLAS";
   }
 
-  // Picks GEMV or cuBLAS for each small token count by timing both on the largest layer (gate|up).
-  void choose_gemv_counts() {
+  LinearKernel linear_kernel(int n) const {
+    return size_t(n) < kernel_by_tokens_.size() ? kernel_by_tokens_[size_t(n)] : LinearKernel::Cublas;
+  }
+
+  void matmul(const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
+    run_linear(linear_kernel(n), lin, in, out, out_fp32, n);
+  }
+
+  void run_linear(LinearKernel kernel, const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
+    switch (kernel) {
+      case LinearKernel::Gemv:
+        cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+        break;
+      case LinearKernel::Skinny:
+        if (lin.cols % 8 != 0) {  // rows not 16-byte aligned: the tensor-core kernels cannot stream them
+          cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+          break;
+        }
+        cuda::skinny_gemm(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, false, skinny_workspace_,
+                          sm_count_, stream_);
+        break;
+      case LinearKernel::Cublas:
+        cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+        break;
+    }
+  }
+
+  // The linear kernel for each token count comes from measurement, not a guess: at load, every
+  // kernel that can run a count is timed on the largest layer (gate|up) at a ladder of counts, and
+  // each count up to the next rung takes that rung's winner.
+  void choose_linear_kernels() {
     const CudaLinear& lin = layers_[0].gate_up;
-    cuda::fill_synthetic(xn_.ptr, act_, int64_t(cuda::kGemvMaxTokens) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
+    const int top = std::min(max_tokens_, cuda::kSkinnyMaxTokens);
+    cuda::fill_synthetic(xn_.ptr, act_, int64_t(top) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
     cudaEvent_t start = nullptr, stop = nullptr;
     SPECQ_CUDA(cudaEventCreate(&start));
     SPECQ_CUDA(cudaEventCreate(&stop));
-    auto time_ms = [&](bool gemv, int n) {
+    auto time_ms = [&](LinearKernel kernel, int n) {
       float best = 1e30f;
       for (int rep = 0; rep < 6; ++rep) {
         SPECQ_CUDA(cudaEventRecord(start, stream_));
-        if (gemv) cuda::gemv(lin.w, xn_.ptr, nullptr, gate_up_.ptr, false, act_, n, lin.rows, lin.cols, stream_);
-        else cuda::gemm(cublas_, lin.w, xn_.ptr, nullptr, gate_up_.ptr, false, act_, n, lin.rows, lin.cols, stream_);
+        run_linear(kernel, lin, xn_.ptr, gate_up_.ptr, false, n);
         SPECQ_CUDA(cudaEventRecord(stop, stream_));
         SPECQ_CUDA(cudaEventSynchronize(stop));
         float ms = 0.0f;
@@ -562,13 +615,27 @@ class CudaRunner final : public Runner {
       }
       return best;
     };
-    use_gemv_.assign(cuda::kGemvMaxTokens + 1, false);
-    for (int n = 1; n <= std::min(cuda::kGemvMaxTokens, max_tokens_); ++n) {
-      const float g = time_ms(true, n), b = time_ms(false, n);
-      use_gemv_[size_t(n)] = g <= b;
-      if (std::getenv("SPECQ_CUDA_VERBOSE") != nullptr)
-        fmt::print(stderr, "specq cuda: gate_up at {} tokens: gemv {:.1f} us, cuBLAS {:.1f} us -> {}\n", n, g * 1e3,
-                   b * 1e3, g <= b ? "gemv" : "cuBLAS");
+    const bool verbose = std::getenv("SPECQ_CUDA_VERBOSE") != nullptr;
+    kernel_by_tokens_.assign(size_t(top) + 1, LinearKernel::Cublas);
+    int covered = 0;
+    for (const int rung : {1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128}) {
+      const int n = std::min(rung, top);
+      if (n <= covered) break;
+      LinearKernel best = LinearKernel::Cublas;
+      float best_ms = time_ms(LinearKernel::Cublas, n);
+      std::string line = fmt::format("cuBLAS {:.1f}", best_ms * 1e3);
+      for (const LinearKernel k : {LinearKernel::Gemv, LinearKernel::Skinny}) {
+        if ((k == LinearKernel::Gemv && n > cuda::kGemvMaxTokens) || (k == LinearKernel::Skinny && n < 2)) continue;
+        const float ms = time_ms(k, n);
+        line += fmt::format(", {} {:.1f}", kernel_name(k), ms * 1e3);
+        if (ms < best_ms) {
+          best = k;
+          best_ms = ms;
+        }
+      }
+      for (int i = covered + 1; i <= n; ++i) kernel_by_tokens_[size_t(i)] = best;
+      covered = n;
+      if (verbose) fmt::print(stderr, "specq cuda: gate_up at {} tokens: {} us -> {}\n", n, line, kernel_name(best));
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
@@ -634,7 +701,9 @@ class CudaRunner final : public Runner {
   float* logits_ = nullptr;
   float* hidden_ = nullptr;  // [rows][hidden] fp32 final hidden states, when a request asks
   int32_t* argmax_ = nullptr;
+  int32_t* sampled_ = nullptr;
   void* attn_workspace_ = nullptr;
+  void* skinny_workspace_ = nullptr;
   uint8_t* inputs_ = nullptr;
   int32_t* src_rows_ = nullptr;
   float* inv_freq_ = nullptr;
@@ -642,13 +711,14 @@ class CudaRunner final : public Runner {
 
   void* host_inputs_ = nullptr;
   int32_t* host_argmax_ = nullptr;
+  int32_t* host_sampled_ = nullptr;
   float* host_logits_ = nullptr;
   float* host_hidden_ = nullptr;
 
-  std::vector<bool> use_gemv_;
+  std::vector<LinearKernel> kernel_by_tokens_;  // [n]: the measured choice; cuBLAS past the end
   std::map<int, cudaGraphExec_t> graphs_;
   const ForwardRequest* request_ = nullptr;
-  bool swiglu_fused_ = false;  // the gate|up GEMV already wrote ffn_ (swiglu() has nothing to do)
+  bool swiglu_fused_ = false;  // the gate|up kernel already wrote ffn_ (swiglu() has nothing to do)
 
   bool profiling_ = false;
   std::vector<Mark> profile_marks_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/sampling_draw.h"
 
 namespace specq::cuda {
 
@@ -76,9 +77,25 @@ void gemv_swiglu(const void* w, const void* x, void* ffn, DType act, int n, int 
 void gemm(void* cublas_handle, const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n,
           int rows, int cols, cudaStream_t stream);
 
+// ---- gemm_skinny.cu ----
+constexpr int kSkinnyMaxTokens = 128;
+// The same product on tensor cores for n <= kSkinnyMaxTokens, reading W once (memory-bound like the
+// GEMV). With swiglu, w is [gate rows; up rows] ([2 inter, cols], no bias) and y receives
+// silu(gate) * up, [n, inter]. workspace: skinny_gemm_workspace_bytes(sm_count) bytes, cleared once
+// by skinny_gemm_clear_workspace (split-K tickets return to zero after every call).
+size_t skinny_gemm_workspace_bytes(int sm_count);
+void skinny_gemm_clear_workspace(void* workspace, int sm_count, cudaStream_t stream);
+void skinny_gemm(const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n, int rows,
+                 int cols, bool swiglu, void* workspace, int sm_count, cudaStream_t stream);
+
 // ---- lm_head_argmax.cu ----
 // out[r] = index of the largest of logits[r, 0..vocab); ties go to the smallest index.
 void argmax_rows(const float* logits, int rows, int vocab, int32_t* out, cudaStream_t stream);
+
+// ---- sample.cu ----
+// out[r] = a token drawn from row r of logits with *params (a device pointer; row r uses draw
+// params->draw + r): Gumbel-max over the top-k / top-p cut, as Sampler::draw_counter_based.
+void sample_rows(const float* logits, int rows, int vocab, const DrawParams* params, int32_t* out, cudaStream_t stream);
 
 // ---- kv_compact.cu ----
 // For each of `layers` caches (k and v, each [rows, kv_dim] at layer stride): row src_rows[i] moves
