@@ -67,10 +67,6 @@ bench p2048 --model $M --prompt-tokens 2048 --new-tokens 32 --tokens-per-forward
 if [[ "$MODE" == "full" ]]; then
   bench ctx8k --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 --tokens-per-forward 1,64
   bench bf16 --model $M --dtype bf16 --prompt-tokens 512 --new-tokens 64 --tokens-per-forward 1,64
-  # Decode attention: the CUDA-core kernel (default for <= 8 query rows) against the tensor-core one.
-  SPECQ_ATTENTION_DECODE=mma bench p512_mma --model $M --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1
-  SPECQ_ATTENTION_DECODE=mma bench ctx8k_mma --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 \
-    --tokens-per-forward 1,64
   log "sampled decode (temperature 0.8, top-p 0.9, top-k 50: drawn on the device) vs greedy"
   for t in 0 0.8; do
     $SPECQ generate --device cuda --model $M --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 256 --temperature $t \
@@ -93,7 +89,7 @@ def load(name):
     except Exception: return None
 gpu = open(os.path.join(out, "gpu.txt")).read().strip()
 print(f"\n=== specq CUDA summary on {gpu} ===")
-for name in ["p512", "p512_mma", "p1024", "p2048", "ctx8k", "ctx8k_mma", "bf16"]:
+for name in ["p512", "p1024", "p2048", "ctx8k", "bf16"]:
     b = load(f"bench_{name}.json")
     if not b: continue
     curve = b["forward_ms_by_tokens"]; one = curve.get("1")

@@ -1,10 +1,8 @@
 // Attention of n new queries against the KV cache, with an arbitrary tree mask among the new tokens
-// and split-K over the cache (flash-decoding). Two kernels:
-//  * decode_kernel, for at most 8 query rows per KV head (decode, small trees): CUDA cores, each
-//    half-warp streams one key row at a time with 16-byte loads; memory-bound, so it only has to
-//    keep enough loads in flight;
-//  * mma_kernel, for everything larger (tree verification, prefill chunks) and for decode against
-//    long caches: tensor cores (mma.sync m16n8k16), flash-attention 2 style.
+// and split-K over the cache (flash-decoding), on tensor cores (mma.sync m16n8k16), flash-attention
+// 2 style, for every shape: decode, tree verification and prefill chunks. (A CUDA-core decode
+// kernel measured slower even at one query row: 177.3 vs 179.9 tok/s at a 512-token cache and
+// 149.9 vs 166.2 at 8k on an H100, docs/PERF.md.)
 //
 // mma_kernel: a block owns one KV head, a tile of query rows of that head's group (row = token *
 // group + head-in-group, so each K/V tile loaded serves every query head that shares it) and one
@@ -17,8 +15,6 @@
 // read on the device, so a captured graph serves every step; the slice size follows cache_len.
 #include <algorithm>
 #include <cfloat>
-#include <cstdlib>
-#include <cstring>
 
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/kernels.h"
@@ -31,8 +27,8 @@ namespace {
 constexpr int kKeyTile = 64;  // key rows per tile
 constexpr int kThreads = 128;
 constexpr int kMaxHeadDim = 128;
-constexpr int kMaxSplits = 32;
-constexpr int kDecodeMaxSplits = 128;
+constexpr int kMaxSplits = 32;         // row tiles: slices per (tile, head)
+constexpr int kDecodeMaxSplits = 128;  // one row tile (decode): long caches need many slices
 
 struct Params {
   const void* qkv;
@@ -301,167 +297,9 @@ __global__ void __launch_bounds__(kThreads) mma_kernel(Params p) {
   }
 }
 
-// ---- decode_kernel: few query rows, CUDA cores ----
-constexpr int kDecodeMaxRows = 8;
-constexpr int kDecodeWarps = 4;
-constexpr int kDecodeKeysPerStep = kDecodeWarps * 2;  // each half-warp takes one key row
-constexpr int kDecodeUnroll = 4;                        // key rows per half-warp loaded before use
-constexpr int kDecodeSliceGrain = kDecodeKeysPerStep * kDecodeUnroll;
-
-// grid (kv_heads, splits). Lane l of a half-warp holds head dims [8 (l % 16), +8); q rows for
-// those dims, and the running (max, sum, 8-dim output) of the keys its half-warp has seen.
-template <typename T, int ROWS>
-__global__ void __launch_bounds__(kDecodeWarps * 32) decode_kernel(Params p) {
-  chain_start();
-  const int kv_head = blockIdx.x, split = blockIdx.y;
-  const int hd = p.head_dim, group = p.group, n = p.n;
-  const int kv_dim = p.kv_heads * hd;
-  const int64_t qkv_stride = int64_t(p.kv_heads) * group * hd + 2 * kv_dim;
-  const int cache_len = *p.step.cache_len;
-  const bool has_mask = *p.step.has_mask != 0;
-  const int words = mask_words(n);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int half = lane / 16, dim0 = (lane % 16) * 8;
-  const bool dims_valid = dim0 < hd;
-
-  const int key_end = cache_len + n;
-  const int slice = ((key_end + p.splits - 1) / p.splits + kDecodeSliceGrain - 1) / kDecodeSliceGrain *
-                    kDecodeSliceGrain;
-  const int key_begin = split * slice;
-  const int key_stop = min(key_end, key_begin + slice);
-
-  const T* qkv = static_cast<const T*>(p.qkv);
-  float q[ROWS][8];
-  int token[ROWS];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    const int row = min(r, p.q_rows - 1);
-    token[r] = row / group;
-    const int head = kv_head * group + row % group;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (dims_valid) v = *reinterpret_cast<const uint4*>(qkv + token[r] * qkv_stride + int64_t(head) * hd + dim0);
-    unpack8<T>(v, q[r]);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) q[r][i] *= p.scale;
-  }
-  float m[ROWS], l[ROWS], acc[ROWS][8];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    m[r] = -FLT_MAX;
-    l[r] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) acc[r][i] = 0.0f;
-  }
-
-  const T* k_cache = static_cast<const T*>(p.k_cache) + int64_t(kv_head) * hd + dim0;
-  const T* v_cache = static_cast<const T*>(p.v_cache) + int64_t(kv_head) * hd + dim0;
-  for (int base = key_begin; base < key_stop; base += kDecodeSliceGrain) {
-    uint4 kv[kDecodeUnroll], vv[kDecodeUnroll];
-    int keys[kDecodeUnroll];
-#pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
-      keys[u] = base + u * kDecodeKeysPerStep + warp * 2 + half;
-      const bool ok = keys[u] < key_stop && dims_valid;
-      kv[u] = ok ? *reinterpret_cast<const uint4*>(k_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
-      vv[u] = ok ? *reinterpret_cast<const uint4*>(v_cache + int64_t(keys[u]) * kv_dim) : make_uint4(0, 0, 0, 0);
-    }
-    // All scores of this batch first (independent dot products and shuffles, so they overlap),
-    // then one running-max update per row for the whole batch instead of one per key.
-    float s[kDecodeUnroll][ROWS];
-#pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
-      float kf[8];
-      unpack8<T>(kv[u], kf);
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        float dot = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) dot = fmaf(q[r][i], kf[i], dot);
-        s[u][r] = dot;
-      }
-    }
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1)  // sum over the 16 lanes of the half-warp
-#pragma unroll
-      for (int u = 0; u < kDecodeUnroll; ++u)
-#pragma unroll
-        for (int r = 0; r < ROWS; ++r) s[u][r] += __shfl_xor_sync(0xffffffffu, s[u][r], o);
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      float batch_max = -FLT_MAX;
-#pragma unroll
-      for (int u = 0; u < kDecodeUnroll; ++u) {
-        const bool ok = keys[u] < key_stop && r < p.q_rows &&
-                        visible(keys[u], token[r], cache_len, n, has_mask, p.step.mask, words);
-        s[u][r] = ok ? s[u][r] : -FLT_MAX;
-        batch_max = fmaxf(batch_max, s[u][r]);
-      }
-      if (batch_max == -FLT_MAX) continue;  // no key of this batch is visible to this row
-      const float m_new = fmaxf(m[r], batch_max);
-      const float alpha = expf(m[r] - m_new);  // m = -FLT_MAX at first: alpha = 0
-      l[r] *= alpha;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
-#pragma unroll
-      for (int u = 0; u < kDecodeUnroll; ++u) {
-        const float e = s[u][r] == -FLT_MAX ? 0.0f : expf(s[u][r] - m_new);
-        float vf[8];
-        unpack8<T>(vv[u], vf);
-        l[r] += e;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) acc[r][i] = fmaf(e, vf[i], acc[r][i]);
-      }
-      m[r] = m_new;
-    }
-  }
-
-  // Merge the 8 half-warps' states, then write the output (one slice) or the slice's partial.
-  __shared__ float s_m[kDecodeWarps * 2][ROWS], s_l[kDecodeWarps * 2][ROWS];
-  __shared__ float s_acc[kDecodeWarps * 2][ROWS][kMaxHeadDim];
-  const int hw = warp * 2 + half;
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    if (lane % 16 == 0) {
-      s_m[hw][r] = m[r];
-      s_l[hw][r] = l[r];
-    }
-    if (dims_valid)
-#pragma unroll
-      for (int i = 0; i < 8; ++i) s_acc[hw][r][dim0 + i] = acc[r][i];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < p.q_rows * hd; i += blockDim.x) {
-    const int r = i / hd, d = i % hd;
-    float m_max = -FLT_MAX;
-    for (int h = 0; h < kDecodeWarps * 2; ++h)
-      if (s_l[h][r] > 0.0f) m_max = fmaxf(m_max, s_m[h][r]);
-    float total = 0.0f, out = 0.0f;
-    for (int h = 0; h < kDecodeWarps * 2; ++h) {
-      if (s_l[h][r] <= 0.0f) continue;
-      const float w = expf(s_m[h][r] - m_max);
-      total += w * s_l[h][r];
-      out += w * s_acc[h][r][d];
-    }
-    if (p.splits == 1) {
-      const int t = r / group, head = kv_head * group + r % group;
-      T* dst = static_cast<T*>(p.out) + int64_t(t) * p.kv_heads * group * hd + int64_t(head) * hd;
-      dst[d] = from_f32<T>(total > 0.0f ? out / total : 0.0f);
-    } else {
-      const int64_t slot = (int64_t(split) * p.kv_heads + kv_head) * p.q_rows + r;
-      p.part_o[slot * hd + d] = out;
-      if (d == 0) {
-        p.part_ml[slot * 2] = m_max;
-        p.part_ml[slot * 2 + 1] = total;
-      }
-    }
-  }
-}
-
 // Merges the slices of one (kv head, query row): the first warp turns the slices' (max, sum) into
 // weights (loads in parallel, not one slice after another), then each thread sums one output dim
 // over the slices with independent, unrolled loads.
-constexpr int kMaxAnySplits = kDecodeMaxSplits > kMaxSplits ? kDecodeMaxSplits : kMaxSplits;
-
 template <typename T>
 __global__ void combine_kernel(Params p) {
   chain_start();
@@ -469,7 +307,7 @@ __global__ void combine_kernel(Params p) {
   const int hd = p.head_dim;
   const int64_t slot_stride = int64_t(p.kv_heads) * p.q_rows;
   const int64_t slot0 = int64_t(kv_head) * p.q_rows + row;
-  __shared__ float weight[kMaxAnySplits];
+  __shared__ float weight[kDecodeMaxSplits];
   __shared__ float inv_total;
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
@@ -503,23 +341,8 @@ __global__ void combine_kernel(Params p) {
   }
 }
 
-enum class Kernel { Decode, MmaOneRowTile, MmaRowTiles };
-
-// The CUDA-core decode kernel for up to 8 query rows; SPECQ_ATTENTION_DECODE=mma sends them to the
-// tensor-core kernel instead (an experiment switch while the two are compared on long caches).
-bool mma_for_decode() {
-  static const bool mma = [] {
-    const char* v = std::getenv("SPECQ_ATTENTION_DECODE");
-    return v != nullptr && std::strcmp(v, "mma") == 0;
-  }();
-  return mma;
-}
-
-Kernel kernel_for(const AttentionShape& s) {
-  const int q_rows = s.n * (s.heads / s.kv_heads);
-  if (q_rows <= kDecodeMaxRows && !mma_for_decode()) return Kernel::Decode;
-  return q_rows <= 16 ? Kernel::MmaOneRowTile : Kernel::MmaRowTiles;
-}
+// Up to 16 query rows (decode, small trees) make one row tile whose four warps split each key tile.
+bool one_row_tile(const AttentionShape& s) { return s.n * (s.heads / s.kv_heads) <= 16; }
 
 // Head dims run on the next instantiated width; the extra columns are zero.
 int padded_head_dim(int head_dim) { return head_dim <= 16 ? 16 : head_dim <= 32 ? 32 : head_dim <= 64 ? 64 : 128; }
@@ -533,20 +356,15 @@ size_t mma_smem_bytes(int head_dim) {
   }
 }
 
-// Slices: enough blocks to fill the GPU (decode: 4 per SM, each streaming its keys; mma: as many as
-// shared memory lets an SM hold), no more than the cache has tiles.
+// Slices: as many blocks as shared memory lets the SMs hold at once, no more than the cache has tiles.
 int splits_for(const AttentionShape& s, int sm_count) {
-  const Kernel kernel = kernel_for(s);
-  if (kernel == Kernel::Decode) {
-    const int wanted = ceil_div(4 * sm_count, s.kv_heads);
-    return std::max(1, std::min(std::min(wanted, kDecodeMaxSplits), ceil_div(s.max_rows, kDecodeSliceGrain)));
-  }
-  const int rows_per_block = kernel == Kernel::MmaOneRowTile ? 16 : 64;
+  const bool one = one_row_tile(s);
+  const int rows_per_block = one ? 16 : 64;
   const int q_tiles = ceil_div(int64_t(s.n) * (s.heads / s.kv_heads), rows_per_block);
   const int blocks = q_tiles * s.kv_heads;
   const int per_sm = std::max(1, int((size_t(227) << 10) / mma_smem_bytes(s.head_dim)));
   const int wanted = std::max(1, per_sm * sm_count / blocks);
-  const int cap = kernel == Kernel::MmaOneRowTile ? kDecodeMaxSplits : kMaxSplits;
+  const int cap = one ? kDecodeMaxSplits : kMaxSplits;
   return std::max(1, std::min(std::min(wanted, cap), ceil_div(s.max_rows, kKeyTile)));
 }
 
@@ -590,23 +408,14 @@ void attention(const void* qkv, DType act, const void* k_cache, const void* v_ca
     p.part_o = static_cast<float*>(workspace);
     p.part_ml = p.part_o + size_t(p.splits) * s.kv_heads * p.q_rows * s.head_dim;
   }
-  const Kernel kernel = kernel_for(s);
+  const bool one = one_row_tile(s);
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    if (kernel == Kernel::Decode) {
-      const dim3 grid(unsigned(s.kv_heads), unsigned(p.splits)), block(kDecodeWarps * 32);
-      if (p.q_rows <= 1) launch_chained(decode_kernel<T, 1>, grid, block, 0, stream, p);
-      else if (p.q_rows <= 2) launch_chained(decode_kernel<T, 2>, grid, block, 0, stream, p);
-      else if (p.q_rows <= 4) launch_chained(decode_kernel<T, 4>, grid, block, 0, stream, p);
-      else launch_chained(decode_kernel<T, 8>, grid, block, 0, stream, p);
-    } else {
-      const bool one = kernel == Kernel::MmaOneRowTile;
-      switch (padded_head_dim(s.head_dim)) {
-        case 16: launch_mma<T, 16>(p, one, stream); break;
-        case 32: launch_mma<T, 32>(p, one, stream); break;
-        case 64: launch_mma<T, 64>(p, one, stream); break;
-        default: launch_mma<T, 128>(p, one, stream); break;
-      }
+    switch (padded_head_dim(s.head_dim)) {
+      case 16: launch_mma<T, 16>(p, one, stream); break;
+      case 32: launch_mma<T, 32>(p, one, stream); break;
+      case 64: launch_mma<T, 64>(p, one, stream); break;
+      default: launch_mma<T, 128>(p, one, stream); break;
     }
     if (p.splits > 1)
       launch_chained(combine_kernel<T>, dim3(unsigned(p.q_rows), unsigned(s.kv_heads)), dim3(128), 0, stream, p);
