@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -60,7 +61,12 @@ struct CudaLinear {
   const float* bias = nullptr;
   int rows = 0, cols = 0;
   const char* name = "";  // op family in op_profile
+  int family = 0;         // index of its kernel table (LinearFamily)
 };
+
+// Linear layers with their own measured kernel table: their shapes differ enough (split-K for the
+// narrow ones, fp32 output for the LM head) that one layer's winner is not another's.
+enum LinearFamily { kQkvFamily, kWoFamily, kGateUpFamily, kDownFamily, kLmHeadFamily, kFamilies };
 
 void check_cublas(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", cublasGetStatusName(status), what);
@@ -163,7 +169,7 @@ class CudaRunner final : public Runner {
 
     embed_ = at(embed_at);
     upload(emb, embed_, act_);
-    lm_head_ = {at(head_at), nullptr, c.vocab_size, int(h), "lm_head"};
+    lm_head_ = {at(head_at), nullptr, c.vocab_size, int(h), "lm_head", kLmHeadFamily};
     if (!lm_head_tied_) upload(head, lm_head_.w, act_);
     layers_.resize(size_t(c.num_layers));
     for (int l = 0; l < c.num_layers; ++l) {
@@ -174,17 +180,17 @@ class CudaRunner final : public Runner {
       L.ffn_norm = reinterpret_cast<float*>(at(p.ffn_norm));
       upload(w.attn_norm, L.attn_norm, DType::F32);
       upload(w.ffn_norm, L.ffn_norm, DType::F32);
-      L.qkv = {at(p.qkv), nullptr, int(q + 2 * kv), int(h), "qkv"};
+      L.qkv = {at(p.qkv), nullptr, int(q + 2 * kv), int(h), "qkv", kQkvFamily};
       upload_fused({&w.wq, &w.wk, &w.wv}, L.qkv.w, act_);
       if (c.attention_bias) {
         L.qkv.bias = reinterpret_cast<float*>(at(p.qkv_bias));
         upload_fused({&w.bq, &w.bk, &w.bv}, at(p.qkv_bias), DType::F32);
       }
-      L.wo = {at(p.wo), nullptr, int(h), int(q), "wo"};
+      L.wo = {at(p.wo), nullptr, int(h), int(q), "wo", kWoFamily};
       upload(w.wo, L.wo.w, act_);
-      L.gate_up = {at(p.gate_up), nullptr, int(2 * inter), int(h), "gate_up"};
+      L.gate_up = {at(p.gate_up), nullptr, int(2 * inter), int(h), "gate_up", kGateUpFamily};
       upload_fused({&w.w_gate, &w.w_up}, L.gate_up.w, act_);
-      L.down = {at(p.down), nullptr, int(h), int(inter), "down"};
+      L.down = {at(p.down), nullptr, int(h), int(inter), "down", kDownFamily};
       upload(w.w_down, L.down.w, act_);
       L.k_cache = at(k_cache_at) + size_t(l) * layer_cache_bytes_;
       L.v_cache = at(v_cache_at) + size_t(l) * layer_cache_bytes_;
@@ -393,19 +399,14 @@ class CudaRunner final : public Runner {
 
   void linear(const CudaLinear& lin, const CudaAct& in, CudaAct& out, int n) {
     Profile p(*this, lin.name);
-    const LinearKernel kernel = linear_kernel(n);
-    if (&out == &gate_up_ && kernel != LinearKernel::Cublas && lin.bias == nullptr &&
-        config_.intermediate_size % 2 == 0 && (kernel == LinearKernel::Gemv || lin.cols % 8 == 0)) {
-      // The GEMV and the skinny GEMM apply SwiGLU in their epilogue and write the FFN input directly.
-      if (kernel == LinearKernel::Gemv)
-        cuda::gemv_swiglu(lin.w, in.ptr, ffn_.ptr, act_, n, lin.rows / 2, lin.cols, stream_);
-      else
-        cuda::skinny_gemm(lin.w, in.ptr, nullptr, ffn_.ptr, false, act_, n, lin.rows, lin.cols, true,
-                          skinny_workspace_, sm_count_, stream_);
+    const LinearKernel kernel = linear_kernel(lin, n);
+    if (&out == &gate_up_ && fuses_swiglu(kernel, lin)) {
+      // These kernels apply SwiGLU in their epilogue and write the FFN input directly.
+      run_linear(kernel, lin, in.ptr, ffn_.ptr, false, n, true);
       swiglu_fused_ = true;
       return;
     }
-    matmul(lin, in.ptr, out.ptr, false, n);
+    run_linear(kernel, lin, in.ptr, out.ptr, false, n, false);
   }
 
   void rope_store_kv(int l, CudaAct& qkv_act, int n) {
@@ -435,7 +436,7 @@ class CudaRunner final : public Runner {
       cuda::convert(xn.row(n - hidden_rows), act_, hidden_, DType::F32, int64_t(hidden_rows) * xn.dim, stream_);
     const int rows = logits_rows(*request_, n);
     if (rows == 0) return;
-    matmul(lm_head_, xn.row(n - rows), logits_, true, rows);
+    run_linear(linear_kernel(lm_head_, rows), lm_head_, xn.row(n - rows), logits_, true, rows, false);
     cuda::argmax_rows(logits_, rows, config_.vocab_size, argmax_, stream_);
     if (request_->device_draw != nullptr)
       cuda::sample_rows(logits_, rows, config_.vocab_size, step_draw(), sampled_, stream_);
@@ -560,82 +561,126 @@ class CudaRunner final : public Runner {
     return result;
   }
 
-  enum class LinearKernel { Gemv, Skinny, Cublas };
+  enum class LinearKernel { Gemv, Staged, Stream, Cublas };
   static const char* kernel_name(LinearKernel k) {
-    return k == LinearKernel::Gemv ? "gemv" : k == LinearKernel::Skinny ? "skinny" : "cuBLAS";
+    switch (k) {
+      case LinearKernel::Gemv: return "gemv";
+      case LinearKernel::Staged: return "staged-mma";
+      case LinearKernel::Stream: return "stream-mma";
+      case LinearKernel::Cublas: break;
+    }
+    return "cuBLAS";
+  }
+  static cuda::SkinnyKernel skinny_kind(LinearKernel k) {
+    return k == LinearKernel::Stream ? cuda::SkinnyKernel::Stream : cuda::SkinnyKernel::Staged;
   }
 
-  LinearKernel linear_kernel(int n) const {
-    return size_t(n) < kernel_by_tokens_.size() ? kernel_by_tokens_[size_t(n)] : LinearKernel::Cublas;
+  static bool can_run(LinearKernel k, const CudaLinear& lin, int n) {
+    switch (k) {
+      case LinearKernel::Gemv: return n <= cuda::kGemvMaxTokens;
+      case LinearKernel::Staged:
+      case LinearKernel::Stream:
+        return n <= cuda::kSkinnyMaxTokens && (n >= 2 || k == LinearKernel::Stream) &&
+               cuda::skinny_gemm_supports(skinny_kind(k), lin.cols);
+      case LinearKernel::Cublas: break;
+    }
+    return true;
   }
 
-  void matmul(const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
-    run_linear(linear_kernel(n), lin, in, out, out_fp32, n);
+  bool fuses_swiglu(LinearKernel k, const CudaLinear& lin) const {
+    return k != LinearKernel::Cublas && lin.bias == nullptr && config_.intermediate_size % 2 == 0;
   }
 
-  void run_linear(LinearKernel kernel, const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n) {
+  LinearKernel linear_kernel(const CudaLinear& lin, int n) const {
+    const std::vector<LinearKernel>& table = kernel_by_tokens_[size_t(lin.family)];
+    return size_t(n) < table.size() ? table[size_t(n)] : LinearKernel::Cublas;
+  }
+
+  // y = x W^T with the given kernel; swiglu: w is [gate; up] and out receives silu(gate) * up.
+  void run_linear(LinearKernel kernel, const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n,
+                  bool swiglu) {
     switch (kernel) {
       case LinearKernel::Gemv:
-        cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
-        break;
-      case LinearKernel::Skinny:
-        if (lin.cols % 8 != 0) {  // rows not 16-byte aligned: the tensor-core kernels cannot stream them
-          cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
-          break;
-        }
-        cuda::skinny_gemm(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, false, skinny_workspace_,
-                          sm_count_, stream_);
-        break;
+        if (swiglu) cuda::gemv_swiglu(lin.w, in, out, act_, n, lin.rows / 2, lin.cols, stream_);
+        else cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
+        return;
+      case LinearKernel::Staged:
+      case LinearKernel::Stream:
+        cuda::skinny_gemm(skinny_kind(kernel), lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, swiglu,
+                          skinny_workspace_, sm_count_, stream_);
+        return;
       case LinearKernel::Cublas:
-        cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
         break;
     }
+    cuda::gemm(cublas_, lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
   }
 
-  // The linear kernel for each token count comes from measurement, not a guess: at load, every
-  // kernel that can run a count is timed on the largest layer (gate|up) at a ladder of counts, and
-  // each count up to the next rung takes that rung's winner.
+  // The linear kernel for each layer family and token count comes from measurement, not a guess:
+  // at load, every kernel that can run a count is timed on layer 0's weights (gate|up including its
+  // SwiGLU, fused or not) at a ladder of counts; each count up to the next rung takes that rung's
+  // winner. SPECQ_CUDA_VERBOSE=1 prints the table.
   void choose_linear_kernels() {
-    const CudaLinear& lin = layers_[0].gate_up;
     const int top = std::min(max_tokens_, cuda::kSkinnyMaxTokens);
-    cuda::fill_synthetic(xn_.ptr, act_, int64_t(top) * lin.cols, 99, 0, 0.0f, 1.0f, act_, stream_);
+    const ModelConfig& c = config_;
+    for (CudaAct* input : {&xn_, &attn_, &ffn_})
+      cuda::fill_synthetic(input->ptr, act_, int64_t(top) * input->dim, 99, 0, 0.0f, 1.0f, act_, stream_);
     cudaEvent_t start = nullptr, stop = nullptr;
     SPECQ_CUDA(cudaEventCreate(&start));
     SPECQ_CUDA(cudaEventCreate(&stop));
-    auto time_ms = [&](LinearKernel kernel, int n) {
-      float best = 1e30f;
-      for (int rep = 0; rep < 6; ++rep) {
-        SPECQ_CUDA(cudaEventRecord(start, stream_));
-        run_linear(kernel, lin, xn_.ptr, gate_up_.ptr, false, n);
-        SPECQ_CUDA(cudaEventRecord(stop, stream_));
-        SPECQ_CUDA(cudaEventSynchronize(stop));
-        float ms = 0.0f;
-        SPECQ_CUDA(cudaEventElapsedTime(&ms, start, stop));
-        if (rep > 0) best = std::min(best, ms);
-      }
-      return best;
-    };
     const bool verbose = std::getenv("SPECQ_CUDA_VERBOSE") != nullptr;
-    kernel_by_tokens_.assign(size_t(top) + 1, LinearKernel::Cublas);
-    int covered = 0;
-    for (const int rung : {1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128}) {
-      const int n = std::min(rung, top);
-      if (n <= covered) break;
-      LinearKernel best = LinearKernel::Cublas;
-      float best_ms = time_ms(LinearKernel::Cublas, n);
-      std::string line = fmt::format("cuBLAS {:.1f}", best_ms * 1e3);
-      for (const LinearKernel k : {LinearKernel::Gemv, LinearKernel::Skinny}) {
-        if ((k == LinearKernel::Gemv && n > cuda::kGemvMaxTokens) || (k == LinearKernel::Skinny && n < 2)) continue;
-        const float ms = time_ms(k, n);
-        line += fmt::format(", {} {:.1f}", kernel_name(k), ms * 1e3);
-        if (ms < best_ms) {
-          best = k;
-          best_ms = ms;
+    struct Candidate {
+      const CudaLinear* lin;
+      const void* in;
+      void* out;
+      bool out_fp32;
+    };
+    const Layer& L = layers_[0];
+    const Candidate families[kFamilies] = {{&L.qkv, xn_.ptr, qkv_.ptr, false},
+                                           {&L.wo, attn_.ptr, delta_.ptr, false},
+                                           {&L.gate_up, xn_.ptr, gate_up_.ptr, false},
+                                           {&L.down, ffn_.ptr, delta_.ptr, false},
+                                           {&lm_head_, xn_.ptr, logits_, true}};
+    for (int f = 0; f < kFamilies; ++f) {
+      const Candidate& cand = families[f];
+      const CudaLinear& lin = *cand.lin;
+      auto time_ms = [&](LinearKernel kernel, int n) {
+        const bool fused = f == kGateUpFamily && fuses_swiglu(kernel, lin);
+        float best = 1e30f;
+        for (int rep = 0; rep < 6; ++rep) {
+          SPECQ_CUDA(cudaEventRecord(start, stream_));
+          run_linear(kernel, lin, cand.in, fused ? ffn_.ptr : cand.out, cand.out_fp32, n, fused);
+          if (f == kGateUpFamily && !fused) cuda::swiglu(gate_up_.ptr, ffn_.ptr, act_, n, c.intermediate_size, stream_);
+          SPECQ_CUDA(cudaEventRecord(stop, stream_));
+          SPECQ_CUDA(cudaEventSynchronize(stop));
+          float ms = 0.0f;
+          SPECQ_CUDA(cudaEventElapsedTime(&ms, start, stop));
+          if (rep > 0) best = std::min(best, ms);
         }
+        return best;
+      };
+      std::vector<LinearKernel>& table = kernel_by_tokens_[size_t(f)];
+      table.assign(size_t(top) + 1, LinearKernel::Cublas);
+      int covered = 0;
+      for (const int rung : {1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128}) {
+        const int n = std::min(rung, top);
+        if (n <= covered) break;
+        LinearKernel best = LinearKernel::Cublas;
+        float best_ms = time_ms(LinearKernel::Cublas, n);
+        std::string line = fmt::format("cuBLAS {:.1f}", best_ms * 1e3);
+        for (const LinearKernel k : {LinearKernel::Gemv, LinearKernel::Staged, LinearKernel::Stream}) {
+          if (!can_run(k, lin, n)) continue;
+          const float ms = time_ms(k, n);
+          line += fmt::format(", {} {:.1f}", kernel_name(k), ms * 1e3);
+          if (ms < best_ms) {
+            best = k;
+            best_ms = ms;
+          }
+        }
+        for (int i = covered + 1; i <= n; ++i) table[size_t(i)] = best;
+        covered = n;
+        if (verbose)
+          fmt::print(stderr, "specq cuda: {} at {} tokens: {} us -> {}\n", lin.name, n, line, kernel_name(best));
       }
-      for (int i = covered + 1; i <= n; ++i) kernel_by_tokens_[size_t(i)] = best;
-      covered = n;
-      if (verbose) fmt::print(stderr, "specq cuda: gate_up at {} tokens: {} us -> {}\n", n, line, kernel_name(best));
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
@@ -715,7 +760,7 @@ class CudaRunner final : public Runner {
   float* host_logits_ = nullptr;
   float* host_hidden_ = nullptr;
 
-  std::vector<LinearKernel> kernel_by_tokens_;  // [n]: the measured choice; cuBLAS past the end
+  std::array<std::vector<LinearKernel>, kFamilies> kernel_by_tokens_;  // [family][n]; cuBLAS past the end
   std::map<int, cudaGraphExec_t> graphs_;
   const ForwardRequest* request_ = nullptr;
   bool swiglu_fused_ = false;  // the gate|up kernel already wrote ffn_ (swiglu() has nothing to do)
