@@ -208,7 +208,7 @@ TEST(Safetensors, IndexErrors) {
   }
   // Point the final norm at the embedding's shard, which does not hold it.
   const std::string other = good["weight_map"]["model.embed_tokens.weight"];
-  ASSERT_NE(other, good["weight_map"]["model.norm.weight"]);
+  ASSERT_NE(other, good["weight_map"]["model.norm.weight"].get<std::string>());
   index = good;
   index["weight_map"]["model.norm.weight"] = other;
   EXPECT_EQ(error_with(index),

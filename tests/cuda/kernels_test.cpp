@@ -116,11 +116,8 @@ TEST_P(DtypeTest, RopeStoresKvLikeCpu) {
   }
 }
 
-enum class Linear { Gemv, Staged, Stream, Cublas };
-const char* linear_name(Linear k) {
-  return k == Linear::Gemv ? "gemv" : k == Linear::Staged ? "staged" : k == Linear::Stream ? "stream" : "gemm";
-}
-SkinnyKernel skinny_kind(Linear k) { return k == Linear::Stream ? SkinnyKernel::Stream : SkinnyKernel::Staged; }
+enum class Linear { Gemv, Skinny, Cublas };
+const char* linear_name(Linear k) { return k == Linear::Gemv ? "gemv" : k == Linear::Skinny ? "skinny" : "gemm"; }
 
 int sm_count() {
   int device = 0, count = 0;
@@ -129,7 +126,7 @@ int sm_count() {
   return count;
 }
 
-// handle: the cuBLAS handle (Cublas) or the skinny GEMM's cleared workspace (Staged, Stream).
+// handle: the cuBLAS handle (Cublas) or the skinny GEMM's cleared workspace (Skinny).
 void check_linear(DType act, int n, int rows, int cols, bool with_bias, Linear kernel, void* handle) {
   std::vector<float> w = random_values(size_t(rows) * cols, std::sqrt(3.0f / float(cols)));
   std::vector<float> x = random_values(size_t(n) * cols);
@@ -139,9 +136,8 @@ void check_linear(DType act, int n, int rows, int cols, bool with_bias, Linear k
     DeviceBuffer y = poisoned(size_t(n) * rows * (fp32_out ? 4 : 2));
     const float* b = with_bias ? b_d.get<float>() : nullptr;
     if (kernel == Linear::Gemv) gemv(w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
-    else if (kernel != Linear::Cublas)
-      skinny_gemm(skinny_kind(kernel), w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, false, handle,
-                  sm_count(), kStream);
+    else if (kernel == Linear::Skinny)
+      skinny_gemm(w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, false, handle, sm_count(), kStream);
     else gemm(handle, w_d.get(), x_d.get(), b, y.get(), fp32_out, act, n, rows, cols, kStream);
     std::vector<float> ref(size_t(n) * rows), scratch(size_t(cols) * 256);
     const Weight wt = host_weight(w, rows, cols);
@@ -188,17 +184,12 @@ TEST_P(DtypeTest, GemmMatchesCpu) {
 TEST_P(DtypeTest, SkinnyGemmMatchesCpu) {
   DeviceBuffer workspace(skinny_gemm_workspace_bytes(sm_count()));
   skinny_gemm_clear_workspace(workspace.get(), sm_count(), kStream);
-  for (const Linear kernel : {Linear::Staged, Linear::Stream}) {
-    for (const int n : {1, 2, 8, 9, 16, 17, 33, 64, 65, 100, 128}) {
-      if (n == 1 && kernel == Linear::Staged) continue;
-      check_linear(GetParam(), n, 1024, 4096, n % 3 == 0, kernel, workspace.get());       // split-K
-      check_linear(GetParam(), n, 4096 * 4 + 72, 512, n == 9, kernel, workspace.get());  // no split, ragged rows
-    }
-    check_linear(GetParam(), 40, 300, 1024 + 32, true, kernel, workspace.get());  // K not a multiple of 64 or 128
-    check_linear(GetParam(), 7, 6144, 4096, false, kernel, workspace.get());      // Llama-3-8B qkv
+  for (const int n : {2, 8, 9, 16, 17, 33, 64, 65, 100, 128}) {
+    check_linear(GetParam(), n, 1024, 4096, n % 3 == 0, Linear::Skinny, workspace.get());       // split-K
+    check_linear(GetParam(), n, 4096 * 4 + 72, 512, n == 9, Linear::Skinny, workspace.get());  // no split, ragged rows
   }
-  check_linear(GetParam(), 40, 300, 1000, true, Linear::Staged, workspace.get());  // K only a multiple of 8
-  EXPECT_FALSE(skinny_gemm_supports(SkinnyKernel::Stream, 1000));
+  check_linear(GetParam(), 40, 300, 1000, true, Linear::Skinny, workspace.get());  // K not a multiple of 64
+  check_linear(GetParam(), 7, 6144, 4096, false, Linear::Skinny, workspace.get());  // Llama-3-8B qkv
 }
 
 TEST_P(DtypeTest, SkinnyGemmSwigluMatchesCpu) {
@@ -206,20 +197,17 @@ TEST_P(DtypeTest, SkinnyGemmSwigluMatchesCpu) {
   DeviceBuffer workspace(skinny_gemm_workspace_bytes(sm_count()));
   skinny_gemm_clear_workspace(workspace.get(), sm_count(), kStream);
   for (const auto& [inter, cols] : {std::pair{1000, 4096}, std::pair{14336, 512}, std::pair{96, 160}}) {
-    for (const Linear kernel : {Linear::Staged, Linear::Stream}) {
-      for (const int n : {2, 5, 24, 64, 128}) {
-        std::vector<float> w = random_values(size_t(2) * inter * cols, std::sqrt(3.0f / float(cols)));
-        std::vector<float> x = random_values(size_t(n) * cols);
-        DeviceBuffer w_d = upload(w, act), x_d = upload(x, act);
-        DeviceBuffer y = poisoned(size_t(n) * inter * 2);
-        skinny_gemm(skinny_kind(kernel), w_d.get(), x_d.get(), nullptr, y.get(), false, act, n, 2 * inter, cols, true,
-                    workspace.get(), sm_count(), kStream);
-        std::vector<float> gate_up(size_t(n) * 2 * inter), ref(size_t(n) * inter), scratch(size_t(cols) * 256);
-        cpu::linear(x.data(), n, host_weight(w, 2 * inter, cols), nullptr, gate_up.data(), 2 * inter, scratch.data());
-        cpu::swiglu(gate_up.data(), n, inter, ref.data());
-        EXPECT_LT(rel_l2(download(y.get(), ref.size(), act), ref), tolerance(act))
-            << linear_name(kernel) << " n=" << n << " inter=" << inter;
-      }
+    for (const int n : {2, 5, 24, 64, 128}) {
+      std::vector<float> w = random_values(size_t(2) * inter * cols, std::sqrt(3.0f / float(cols)));
+      std::vector<float> x = random_values(size_t(n) * cols);
+      DeviceBuffer w_d = upload(w, act), x_d = upload(x, act);
+      DeviceBuffer y = poisoned(size_t(n) * inter * 2);
+      skinny_gemm(w_d.get(), x_d.get(), nullptr, y.get(), false, act, n, 2 * inter, cols, true, workspace.get(),
+                  sm_count(), kStream);
+      std::vector<float> gate_up(size_t(n) * 2 * inter), ref(size_t(n) * inter), scratch(size_t(cols) * 256);
+      cpu::linear(x.data(), n, host_weight(w, 2 * inter, cols), nullptr, gate_up.data(), 2 * inter, scratch.data());
+      cpu::swiglu(gate_up.data(), n, inter, ref.data());
+      EXPECT_LT(rel_l2(download(y.get(), ref.size(), act), ref), tolerance(act)) << "n=" << n << " inter=" << inter;
     }
   }
 }

@@ -561,29 +561,14 @@ class CudaRunner final : public Runner {
     return result;
   }
 
-  enum class LinearKernel { Gemv, Staged, Stream, Cublas };
+  enum class LinearKernel { Gemv, Skinny, Cublas };
   static const char* kernel_name(LinearKernel k) {
-    switch (k) {
-      case LinearKernel::Gemv: return "gemv";
-      case LinearKernel::Staged: return "staged-mma";
-      case LinearKernel::Stream: return "stream-mma";
-      case LinearKernel::Cublas: break;
-    }
-    return "cuBLAS";
-  }
-  static cuda::SkinnyKernel skinny_kind(LinearKernel k) {
-    return k == LinearKernel::Stream ? cuda::SkinnyKernel::Stream : cuda::SkinnyKernel::Staged;
+    return k == LinearKernel::Gemv ? "gemv" : k == LinearKernel::Skinny ? "skinny" : "cuBLAS";
   }
 
   static bool can_run(LinearKernel k, const CudaLinear& lin, int n) {
-    switch (k) {
-      case LinearKernel::Gemv: return n <= cuda::kGemvMaxTokens;
-      case LinearKernel::Staged:
-      case LinearKernel::Stream:
-        return n <= cuda::kSkinnyMaxTokens && (n >= 2 || k == LinearKernel::Stream) &&
-               cuda::skinny_gemm_supports(skinny_kind(k), lin.cols);
-      case LinearKernel::Cublas: break;
-    }
+    if (k == LinearKernel::Gemv) return n <= cuda::kGemvMaxTokens;
+    if (k == LinearKernel::Skinny) return n >= 2 && n <= cuda::kSkinnyMaxTokens && lin.cols % 8 == 0;
     return true;
   }
 
@@ -604,10 +589,9 @@ class CudaRunner final : public Runner {
         if (swiglu) cuda::gemv_swiglu(lin.w, in, out, act_, n, lin.rows / 2, lin.cols, stream_);
         else cuda::gemv(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, stream_);
         return;
-      case LinearKernel::Staged:
-      case LinearKernel::Stream:
-        cuda::skinny_gemm(skinny_kind(kernel), lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, swiglu,
-                          skinny_workspace_, sm_count_, stream_);
+      case LinearKernel::Skinny:
+        cuda::skinny_gemm(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, swiglu, skinny_workspace_,
+                          sm_count_, stream_);
         return;
       case LinearKernel::Cublas:
         break;
@@ -667,7 +651,7 @@ class CudaRunner final : public Runner {
         LinearKernel best = LinearKernel::Cublas;
         float best_ms = time_ms(LinearKernel::Cublas, n);
         std::string line = fmt::format("cuBLAS {:.1f}", best_ms * 1e3);
-        for (const LinearKernel k : {LinearKernel::Gemv, LinearKernel::Staged, LinearKernel::Stream}) {
+        for (const LinearKernel k : {LinearKernel::Gemv, LinearKernel::Skinny}) {
           if (!can_run(k, lin, n)) continue;
           const float ms = time_ms(k, n);
           line += fmt::format(", {} {:.1f}", kernel_name(k), ms * 1e3);

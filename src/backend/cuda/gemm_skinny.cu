@@ -11,13 +11,10 @@
 // The epilogue stages the tile through shared memory for coalesced stores, adds the bias, and for
 // gate|up applies SwiGLU (a block then owns 64 gate rows and the matching 64 up rows).
 //
-// Two kernels of that design are measured against each other (and against cuBLAS) at load:
-//  * staged_kernel: weight and token tiles through a shared-memory ring, fragments by ldmatrix;
-//  * stream_kernel: each warp streams its 16 weight rows from global memory straight into MMA
-//    fragments, as the GEMV streams them, with tokens from L1. K is visited in an order both
-//    operands share: in each 32-wide chunk, lane tig of a quad takes the 8 consecutive k at 8 tig
-//    as logical columns {2tig, 2tig+1} and {8+2tig, 9+2tig} of two consecutive k16 MMAs, so every
-//    fragment of either operand is one 16-byte load and no layout change is needed.
+// Measured on an H100 (docs/cuda-notes.md): it does not yet beat cuBLAS at 5-128 tokens, so the
+// runner's per-count table picks it only where it wins. A variant that streamed weight rows from
+// global memory straight into MMA fragments (no shared memory for W; tokens from L1) lost by more
+// (gate_up at 64 tokens 176 us vs 114 staged, 102 cuBLAS) and was removed.
 #include <algorithm>
 
 #include "backend/cuda/device_types.cuh"
@@ -31,7 +28,7 @@ constexpr int kThreads = 256;  // 8 warps
 constexpr int kTileRows = 128;
 constexpr int kKStep = 64;
 constexpr int kLd = kKStep + 8;  // padded row (elements): ldmatrix row addresses hit distinct banks
-constexpr int kMaxSplits = 16;
+constexpr int kMaxSplits = 8;
 
 template <int MT>
 struct Shape {
@@ -185,140 +182,40 @@ __global__ void __launch_bounds__(kThreads) staged_kernel(SkinnyParams p) {
   }
 }
 
-constexpr int kStreamWarps = 4;
-constexpr int kStreamThreads = kStreamWarps * 32;
-constexpr int kStreamRows = kStreamWarps * 16;  // weight rows per block (SwiGLU: 32 gate + 32 up)
-constexpr int kStreamUnroll = 4;                // 32-wide K chunks whose weight loads are in flight together
+// Split-K runs only while tiles * splits <= 2 * sm_count (tiles < sm_count); a tile has one ticket.
+int tickets_bytes(int sm_count) { return (sm_count * 4 + 255) / 256 * 256; }
 
 template <typename T, typename OutT, int MT, bool kSwiglu>
-__global__ void __launch_bounds__(kStreamThreads) stream_kernel(SkinnyParams p) {
-  chain_start();
-  const int tile = blockIdx.x, split = blockIdx.y;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
-  // This lane's two weight rows (fragment rows gid and gid + 8). SwiGLU pairs gate row i with up
-  // row i, so a thread ends with both factors of its outputs in registers.
-  int row_lo, row_hi, out_col = 0;
-  bool out_valid;
-  if constexpr (kSwiglu) {
-    out_col = tile * (kStreamRows / 2) + warp * 8 + gid;
-    out_valid = out_col < p.inter;
-    const int i = min(out_col, p.inter - 1);
-    row_lo = i;
-    row_hi = p.inter + i;
-  } else {
-    row_lo = tile * kStreamRows + warp * 16 + gid;
-    row_hi = row_lo + 8;
-    out_valid = true;
-  }
-  const int rows_total = kSwiglu ? 2 * p.inter : p.rows;
-  const T* w = static_cast<const T*>(p.w);
-  const T* x = static_cast<const T*>(p.x);
-  const uint4* w_lo = reinterpret_cast<const uint4*>(w + int64_t(min(row_lo, rows_total - 1)) * p.cols) + tig;
-  const uint4* w_hi = reinterpret_cast<const uint4*>(w + int64_t(min(row_hi, rows_total - 1)) * p.cols) + tig;
-  // Token rows past n read row n - 1: their columns of the product are never stored.
-  const uint4* x_row[MT / 8];
-#pragma unroll
-  for (int j = 0; j < MT / 8; ++j)
-    x_row[j] = reinterpret_cast<const uint4*>(x + int64_t(min(j * 8 + gid, p.n - 1)) * p.cols) + tig;
-
-  float acc[MT / 8][4];
-#pragma unroll
-  for (int j = 0; j < MT / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-
-  const int k_begin = split * p.k_per_split, k_end = min(p.cols, k_begin + p.k_per_split);
-  for (int k = k_begin; k < k_end; k += 32 * kStreamUnroll) {
-    uint4 lo[kStreamUnroll], hi[kStreamUnroll];
-#pragma unroll
-    for (int u = 0; u < kStreamUnroll; ++u) {
-      const int chunk = (k + 32 * u) / 8;  // in 16-byte units of a row
-      const bool valid = k + 32 * u < k_end;
-      lo[u] = valid ? __ldcs(w_lo + chunk) : make_uint4(0, 0, 0, 0);
-      hi[u] = valid ? __ldcs(w_hi + chunk) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kStreamUnroll; ++u) {
-      if (k + 32 * u >= k_end) break;
-      const int chunk = (k + 32 * u) / 8;
-      const uint32_t a_first[4] = {lo[u].x, hi[u].x, lo[u].y, hi[u].y};
-      const uint32_t a_second[4] = {lo[u].z, hi[u].z, lo[u].w, hi[u].w};
-#pragma unroll
-      for (int j = 0; j < MT / 8; ++j) {
-        const uint4 b = __ldg(x_row[j] + chunk);
-        mma_16816<T>(acc[j], a_first, b.x, b.y);
-        mma_16816<T>(acc[j], a_second, b.z, b.w);
-      }
-    }
-  }
-
-  if (p.splits > 1 && !finish_split_k<kStreamThreads>(p, tile, split, acc)) return;
-  OutT* y = static_cast<OutT*>(p.y);
-#pragma unroll
-  for (int j = 0; j < MT / 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int t = j * 8 + tig * 2 + e;
-      if (t >= p.n) continue;
-      if constexpr (kSwiglu) {
-        const float gate = acc[j][e], up = acc[j][2 + e];
-        if (out_valid) y[int64_t(t) * p.inter + out_col] = from_f32<OutT>(gate / (1.0f + expf(-gate)) * up);
-      } else {
-        if (row_lo < p.rows)
-          y[int64_t(t) * p.rows + row_lo] =
-              from_f32<OutT>(acc[j][e] + (p.bias != nullptr ? p.bias[row_lo] : 0.0f));
-        if (row_hi < p.rows)
-          y[int64_t(t) * p.rows + row_hi] =
-              from_f32<OutT>(acc[j][2 + e] + (p.bias != nullptr ? p.bias[row_hi] : 0.0f));
-      }
-    }
-  }
-}
-
-// Split-K runs only while tiles * splits <= 4 * sm_count; a tile has one ticket.
-int tickets_bytes(int sm_count) { return (4 * sm_count * 4 + 255) / 256 * 256; }
-
-template <typename T, typename OutT, int MT, bool kSwiglu>
-void launch(SkinnyKernel which, SkinnyParams p, int tiles, cudaStream_t stream) {
-  const dim3 grid(unsigned(tiles), unsigned(p.splits));
-  if (which == SkinnyKernel::Stream) {
-    launch_chained(stream_kernel<T, OutT, MT, kSwiglu>, grid, dim3(kStreamThreads), 0, stream, p);
-    return;
-  }
-  if constexpr (MT >= 16) {
-    auto kernel = staged_kernel<T, OutT, MT, kSwiglu>;
-    const size_t smem = Shape<MT>::smem;
-    SPECQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    launch_chained(kernel, grid, dim3(kThreads), smem, stream, p);
-  }
+void launch(SkinnyParams p, int tiles, cudaStream_t stream) {
+  auto kernel = staged_kernel<T, OutT, MT, kSwiglu>;
+  const size_t smem = Shape<MT>::smem;
+  SPECQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  launch_chained(kernel, dim3(unsigned(tiles), unsigned(p.splits)), dim3(kThreads), smem, stream, p);
 }
 
 template <typename T, typename OutT, bool kSwiglu>
-void launch_for_tokens(SkinnyKernel which, const SkinnyParams& p, int tiles, cudaStream_t stream) {
-  if (p.n <= 8 && which == SkinnyKernel::Stream) launch<T, OutT, 8, kSwiglu>(which, p, tiles, stream);
-  else if (p.n <= 16) launch<T, OutT, 16, kSwiglu>(which, p, tiles, stream);
-  else if (p.n <= 32) launch<T, OutT, 32, kSwiglu>(which, p, tiles, stream);
-  else if (p.n <= 64) launch<T, OutT, 64, kSwiglu>(which, p, tiles, stream);
-  else launch<T, OutT, 128, kSwiglu>(which, p, tiles, stream);
+void launch_for_tokens(const SkinnyParams& p, int tiles, cudaStream_t stream) {
+  if (p.n <= 16) launch<T, OutT, 16, kSwiglu>(p, tiles, stream);
+  else if (p.n <= 32) launch<T, OutT, 32, kSwiglu>(p, tiles, stream);
+  else if (p.n <= 64) launch<T, OutT, 64, kSwiglu>(p, tiles, stream);
+  else launch<T, OutT, 128, kSwiglu>(p, tiles, stream);
 }
 
 }  // namespace
 
 size_t skinny_gemm_workspace_bytes(int sm_count) {
-  // Partials: at most 4 * sm_count stream blocks of 64 rows or 2 * sm_count staged blocks of 128
-  // rows, each with up to kSkinnyMaxTokens fp32 columns.
-  return size_t(tickets_bytes(sm_count)) + size_t(4) * sm_count * kSkinnyMaxTokens * kStreamRows * 4;
+  // Partials of at most 2 * sm_count blocks of 128 rows, each with up to kSkinnyMaxTokens columns.
+  return size_t(tickets_bytes(sm_count)) + size_t(2) * sm_count * kSkinnyMaxTokens * kTileRows * 4;
 }
 
 void skinny_gemm_clear_workspace(void* workspace, int sm_count, cudaStream_t stream) {
   SPECQ_CUDA(cudaMemsetAsync(workspace, 0, size_t(tickets_bytes(sm_count)), stream));
 }
 
-bool skinny_gemm_supports(SkinnyKernel which, int cols) { return cols % (which == SkinnyKernel::Stream ? 32 : 8) == 0; }
-
-void skinny_gemm(SkinnyKernel which, const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act,
-                 int n, int rows, int cols, bool swiglu, void* workspace, int sm_count, cudaStream_t stream) {
-  if (n < 1 || n > kSkinnyMaxTokens || !skinny_gemm_supports(which, cols))
-    fail_message("skinny_gemm: needs 1..128 tokens and cols a multiple of " +
-                 std::to_string(which == SkinnyKernel::Stream ? 32 : 8) + " (got n=" + std::to_string(n) +
+void skinny_gemm(const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n, int rows,
+                 int cols, bool swiglu, void* workspace, int sm_count, cudaStream_t stream) {
+  if (n < 1 || n > kSkinnyMaxTokens || cols % 8 != 0)
+    fail_message("skinny_gemm: needs 1..128 tokens and cols a multiple of 8 (got n=" + std::to_string(n) +
                  ", cols=" + std::to_string(cols) + ")");
   if (swiglu && (rows % 2 != 0 || y_fp32 || bias != nullptr))
     fail_message("skinny_gemm: SwiGLU needs [gate; up] rows, no bias and an activation-typed output");
@@ -331,25 +228,20 @@ void skinny_gemm(SkinnyKernel which, const void* w, const void* x, const float* 
   p.rows = rows;
   p.cols = cols;
   p.inter = rows / 2;
-  const bool streamed = which == SkinnyKernel::Stream;
-  const int tile_rows = streamed ? kStreamRows : kTileRows;
-  const int tiles = swiglu ? ceil_div(p.inter, tile_rows / 2) : ceil_div(rows, tile_rows);
-  // K in steps of whole pipeline stages (staged) or of whole unrolled iterations (stream).
-  const int step = streamed ? 32 * kStreamUnroll : kKStep;
-  const int steps = ceil_div(cols, step);
-  const int resident = (streamed ? 4 : 2) * sm_count;  // blocks the GPU holds at once, roughly
+  const int tiles = swiglu ? ceil_div(p.inter, kTileRows / 2) : ceil_div(rows, kTileRows);
+  const int ksteps = ceil_div(cols, kKStep);
   int splits = 1;
-  if (tiles < resident / 2)  // too few row tiles to fill the GPU: split K
-    splits = std::max(1, std::min({kMaxSplits, resident / tiles, steps / (streamed ? 2 : 4)}));
-  p.k_per_split = ceil_div(steps, splits) * step;
+  if (tiles < sm_count)  // too few row tiles to fill the GPU: split K, at least 4 steps each
+    splits = std::max(1, std::min({kMaxSplits, 2 * sm_count / tiles, ksteps / 4}));
+  p.k_per_split = ceil_div(ksteps, splits) * kKStep;
   p.splits = ceil_div(cols, p.k_per_split);
   p.tickets = static_cast<int*>(workspace);
   p.partial = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + tickets_bytes(sm_count));
   dispatch_act(act, [&](auto t) {
     using T = decltype(t);
-    if (swiglu) launch_for_tokens<T, T, true>(which, p, tiles, stream);
-    else if (y_fp32) launch_for_tokens<T, float, false>(which, p, tiles, stream);
-    else launch_for_tokens<T, T, false>(which, p, tiles, stream);
+    if (swiglu) launch_for_tokens<T, T, true>(p, tiles, stream);
+    else if (y_fp32) launch_for_tokens<T, float, false>(p, tiles, stream);
+    else launch_for_tokens<T, T, false>(p, tiles, stream);
   });
 }
 

@@ -79,18 +79,15 @@ void gemm(void* cublas_handle, const void* w, const void* x, const float* bias, 
 
 // ---- gemm_skinny.cu ----
 constexpr int kSkinnyMaxTokens = 128;
-// Staged: tiles through a shared-memory ring (n >= 2, cols % 8 == 0). Stream: weight rows straight
-// from global memory into MMA fragments (n >= 1, cols % 32 == 0).
-enum class SkinnyKernel { Staged, Stream };
-bool skinny_gemm_supports(SkinnyKernel kernel, int cols);
 // The same product on tensor cores for n <= kSkinnyMaxTokens, reading W once (memory-bound like the
 // GEMV). With swiglu, w is [gate rows; up rows] ([2 inter, cols], no bias) and y receives
 // silu(gate) * up, [n, inter]. workspace: skinny_gemm_workspace_bytes(sm_count) bytes, cleared once
 // by skinny_gemm_clear_workspace (split-K tickets return to zero after every call).
 size_t skinny_gemm_workspace_bytes(int sm_count);
 void skinny_gemm_clear_workspace(void* workspace, int sm_count, cudaStream_t stream);
-void skinny_gemm(SkinnyKernel kernel, const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act,
-                 int n, int rows, int cols, bool swiglu, void* workspace, int sm_count, cudaStream_t stream);
+// Needs cols % 8 == 0 (16-byte rows).
+void skinny_gemm(const void* w, const void* x, const float* bias, void* y, bool y_fp32, DType act, int n, int rows,
+                 int cols, bool swiglu, void* workspace, int sm_count, cudaStream_t stream);
 
 // ---- lm_head_argmax.cu ----
 // out[r] = index of the largest of logits[r, 0..vocab); ties go to the smallest index.
