@@ -18,8 +18,8 @@ struct ChatMessage {
 enum class ChatFormat {
   kLlama3,   // <|start_header_id|>role<|end_header_id|>\n\n content <|eot_id|>
   kLlama31,  // Llama 3.1+: as kLlama3, after a system header with the knowledge cutoff and today's date
-  kLlama2,  // <s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>
-  kChatML,  // <|im_start|>role\n content <|im_end|>\n  (Qwen2, SmolLM2, ...)
+  kLlama2,   // <s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>
+  kChatML,   // <|im_start|>role\n content <|im_end|>\n  (Qwen2, SmolLM2, ...)
 };
 
 struct ChatTemplateKind {
