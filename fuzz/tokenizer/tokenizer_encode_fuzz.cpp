@@ -1,13 +1,18 @@
 // Arbitrary bytes as text for the Llama 3 and Llama 2 tokenizers (loaded once, from $SPECQ_TOKENIZERS_DIR or
-// ../shared/tokenizers). Invalid UTF-8 must throw specq::Error; valid text must round-trip through decode and
-// stream decoding must agree with decode.
+// ../shared/tokenizers) and for the test fixture's byte-level BPE with an NFKC normalizer. Invalid UTF-8 must throw
+// specq::Error; valid text must encode, round-trip through decode (Llama 3), and stream decoding must agree with
+// decode.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "data/text_file.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
@@ -20,7 +25,16 @@ const specq::Tokenizer& tokenizer(const char* name) {
   };
   static const auto llama3 = load("llama3");
   static const auto llama2 = load("llama2");
-  return std::string_view(name) == "llama3" ? *llama3 : *llama2;
+  // NFKC rewrites text before the pre-tokenizer (ICU under the sanitizers); the fixture also has a normalized
+  // added token.
+  static const auto nfkc = [] {
+    nlohmann::json golden =
+        nlohmann::json::parse(specq::read_text_file(SPECQ_FIXTURE_DIR "/tokenizer/normalizer_goldens.json"));
+    golden["tokenizer"]["normalizer"] = golden["normalizers"]["nfkc"];
+    return specq::make_hf_tokenizer(golden["tokenizer"].dump(), "");
+  }();
+  const std::string_view which(name);
+  return which == "llama3" ? *llama3 : which == "llama2" ? *llama2 : *nfkc;
 }
 
 }  // namespace
@@ -28,7 +42,7 @@ const specq::Tokenizer& tokenizer(const char* name) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   const bool valid = specq::utf8::first_invalid(text) == std::string::npos;
-  for (const char* name : {"llama3", "llama2"}) {
+  for (const char* name : {"llama3", "llama2", "nfkc"}) {
     const specq::Tokenizer& tok = tokenizer(name);
     try {
       const auto ids = tok.encode(text, true);

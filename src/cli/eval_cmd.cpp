@@ -13,6 +13,7 @@
 #include "eval/harness.h"
 #include "eval/report.h"
 #include "gen/generate.h"
+#include "tokenizer/chat_template.h"
 
 namespace specq::cli {
 namespace {
@@ -100,7 +101,7 @@ Command add_eval(CLI::App& app) {
   sub->add_option("--warmup", flags->warmup, "Untimed full runs of the first question")->capture_default_str();
   sub->add_option("--max-new-tokens", flags->max_new_tokens,
                   "Override the benchmark's budget (1024; GSM8K 256; HumanEval 512)");
-  sub->add_option("--chat-template", opts->chat_template, "Chat template override: llama3, llama2 or chatml");
+  sub->add_option("--chat-template", opts->chat_template, fmt::format("Chat template override: {}", kChatTemplateNames));
   sub->add_flag("--gsm8k-stop-on-eos", flags->gsm8k_stop_on_eos,
                 "GSM8K: stop at EOS (the seed generates all 256 tokens; its speed numbers assume that)");
   sub->add_option("--exec-timeout", flags->exec_timeout, "HumanEval: seconds per task's tests")->capture_default_str();

@@ -69,7 +69,7 @@ Command add_serve(CLI::App& app) {
   add_session_flags(*sub, *flags);
   add_spec_flags(*sub, *spec);
   sub->add_option("--chat-template", flags->chat_template,
-                  "Chat template override: llama3, llama2 or chatml (default: the tokenizer's, else a plain layout)");
+                  fmt::format("Chat template override: {} (default: the tokenizer's, else a plain layout)", kChatTemplateNames));
   sub->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   sub->add_option("--port", options->port, "Port to listen on (0 = any free port)")->capture_default_str();
   sub->add_option("--api-key", options->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes")

@@ -23,7 +23,8 @@ void add_session_flags(CLI::App& app, SessionFlags& flags) {
 void add_chat_flags(CLI::App& app, SessionFlags& flags) {
   app.add_flag("--chat", flags.chat, "Wrap the prompt in the model's chat template");
   app.add_option("--system", flags.system, "System prompt for --chat");
-  app.add_option("--chat-template", flags.chat_template, "Chat template override: llama3, llama2 or chatml");
+  app.add_option("--chat-template", flags.chat_template,
+                 fmt::format("Chat template override: {}", kChatTemplateNames));
 }
 
 TextStreamer::TextStreamer(const Tokenizer* tokenizer) {

@@ -22,7 +22,7 @@ struct SessionFlags {
   int threads = 0;
   bool chat = false;
   std::string system;
-  std::string chat_template;   // override: llama3 | llama2 | chatml
+  std::string chat_template;   // override: a name of kChatTemplateNames (tokenizer/chat_template.h)
 };
 
 void add_session_flags(CLI::App& app, SessionFlags& flags);

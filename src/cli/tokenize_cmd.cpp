@@ -3,9 +3,12 @@
 #include <fstream>
 #include <iostream>
 
+#include <fmt/core.h>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "io/loader.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenize_jsonl.h"
 
 namespace specq::cli {
@@ -19,7 +22,7 @@ Command add_tokenize(CLI::App& app) {
   sub->add_option("--model", *model, "Model or tokenizer directory (or a tokenizer file)")->required();
   sub->add_option("--input", *input, "JSON-lines file; - for standard input")->required();
   sub->add_flag("--add-special", *add_special, "Add the tokenizer's special tokens (BOS) to plain text");
-  sub->add_option("--chat-template", *chat_template, "Chat template override: llama3, llama2 or chatml");
+  sub->add_option("--chat-template", *chat_template, fmt::format("Chat template override: {}", kChatTemplateNames));
   auto run = [=]() -> int {
     namespace fs = std::filesystem;
     std::error_code ec;

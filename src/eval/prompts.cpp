@@ -41,6 +41,7 @@ class TemplateFormat : public PromptFormat {
   std::string name() const override {
     switch (kind_.format) {
       case ChatFormat::kLlama3: return "llama3";
+      case ChatFormat::kLlama31: return "llama3.1";
       case ChatFormat::kLlama2: return "llama2";
       case ChatFormat::kChatML: return "chatml";
     }

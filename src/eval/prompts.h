@@ -19,7 +19,7 @@ using Message = ChatMessage;
 class PromptFormat {
  public:
   virtual ~PromptFormat() = default;
-  // "llama3", "llama2", "chatml" (the tokenizer's template) or "plain".
+  // "llama3", "llama3.1", "llama2", "chatml" (the tokenizer's template) or "plain".
   virtual std::string name() const = 0;
   // True for the plain layout used when the model has no chat template.
   virtual bool is_fallback() const = 0;
@@ -33,7 +33,7 @@ class PromptFormat {
 std::unique_ptr<PromptFormat> plain_prompt_format();
 
 // The model's own chat template (through the tokenizer's renderer); the plain layout when the tokenizer
-// has none. `override_name` (llama3, llama2, chatml; "" = none) replaces the tokenizer's template.
+// has none. `override_name` (one of kChatTemplateNames; "" = none) replaces the tokenizer's template.
 std::unique_ptr<PromptFormat> prompt_format_for(const Tokenizer& tokenizer, const std::string& override_name);
 
 // The Llama-2 safety system prompt the seed's MT-Bench/Spec-Bench harness puts first, verbatim.

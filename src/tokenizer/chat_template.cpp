@@ -1,5 +1,7 @@
 #include "tokenizer/chat_template.h"
 
+#include <ctime>
+
 #include "core/error.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/tokenizer.h"
@@ -61,6 +63,41 @@ std::string render_llama3(const ChatTemplateKind& kind, const std::vector<ChatMe
   return out;
 }
 
+// Today's date as transformers' strftime_now("%d %b %Y") writes it (local time; "%b" in the C locale).
+std::string local_date_string() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  SPECQ_CHECK(localtime_r(&now, &local) != nullptr, "cannot read the local date for the chat template");
+  char buffer[32];
+  const size_t length = std::strftime(buffer, sizeof(buffer), "%d %b %Y", &local);
+  SPECQ_CHECK(length > 0, "cannot format the local date for the chat template");
+  return std::string(buffer, length);
+}
+
+// Llama 3.1/3.2/3.3 Instruct without tools: a system header always comes first (knowledge cutoff, date, then the
+// trimmed system message if the conversation starts with one); the other messages are rendered as in Llama 3.
+std::string render_llama31(const ChatTemplateKind& kind, const std::vector<ChatMessage>& messages,
+                           bool add_generation_prompt, std::string_view bos_token) {
+  // transformers refuses an empty conversation before the template runs.
+  SPECQ_CHECK(!messages.empty(), "cannot apply the Llama 3.1 chat template to an empty conversation");
+  const bool has_system = messages[0].role == "system";
+  std::string out(bos_token);
+  out += "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ";
+  out += kind.date_string.empty() ? local_date_string() : kind.date_string;
+  out += "\n\n";
+  if (has_system) out += python_strip(messages[0].content);
+  out += "<|eot_id|>";
+  for (size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
+    const ChatMessage& message = messages[i];
+    SPECQ_CHECK(message.role != "tool" && message.role != "ipython",
+                "message {} has role \"{}\": tool calling is not supported by the built-in Llama 3.1 chat template", i,
+                message.role);
+    out += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n" + python_strip(message.content) + "<|eot_id|>";
+  }
+  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
 std::string render_llama2(const std::vector<ChatMessage>& messages, std::string_view bos_token,
                           std::string_view eos_token) {
   const bool has_system = !messages.empty() && messages[0].role == "system";
@@ -92,43 +129,72 @@ std::string render_chatml(const ChatTemplateKind& kind, const std::vector<ChatMe
   return out;
 }
 
+// Llama 3.1/3.2/3.3 Instruct. Without tools their templates write, unconditionally and at the top level, a system
+// header with the knowledge cutoff and date and the trimmed system message, then each message as Llama 3 does. The
+// markers below pin that down; variants that write the header only for a system message are refused.
+ChatTemplateKind recognize_llama31(std::string_view jinja, std::string_view hint) {
+  static constexpr std::string_view kMarkers[] = {
+      "{{- bos_token }}",
+      "\n{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}",
+      "\n{{- \"Cutting Knowledge Date: December 2023\\n\" }}",
+      "\n{{- \"Today Date: \" + date_string + \"\\n\\n\" }}",
+      "{%- set system_message = messages[0]['content']|trim %}",
+      "\n{{- system_message }}",
+      "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>'",
+      "{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}",
+  };
+  for (const std::string_view marker : kMarkers)
+    SPECQ_CHECK(contains(jinja, marker), "unrecognized Llama 3.1 style chat template (it lacks {:?}){}", marker, hint);
+  ChatTemplateKind kind{ChatFormat::kLlama31, "", false, ""};
+  // Llama 3.2's template takes today's date from strftime_now (transformers defines it); 3.1's has a fixed default.
+  if (contains(jinja, "strftime_now")) return kind;
+  constexpr std::string_view kDefault = "{%- set date_string = \"";
+  const size_t begin = jinja.find(kDefault);
+  const size_t end = begin == std::string_view::npos ? begin : jinja.find('"', begin + kDefault.size());
+  SPECQ_CHECK(end != std::string_view::npos, "unrecognized Llama 3.1 style chat template (no default date_string){}",
+              hint);
+  kind.date_string = std::string(jinja.substr(begin + kDefault.size(), end - begin - kDefault.size()));
+  return kind;
+}
+
 }  // namespace
 
 ChatTemplateKind recognize_chat_template(std::string_view jinja) {
-  constexpr const char* kHint = "; pass a chat template override (llama3, llama2 or chatml) to use a built-in one";
+  const std::string hint = fmt::format("; pass a chat template override ({}) to use a built-in one", kChatTemplateNames);
   if (contains(jinja, "<|start_header_id|>") && contains(jinja, "<|end_header_id|>") && contains(jinja, "<|eot_id|>")) {
-    // Llama 3.1+ templates add a dated system header and tool calling, which the Llama 3 renderer lacks.
-    SPECQ_CHECK(!contains(jinja, "Cutting Knowledge Date") && !contains(jinja, "tools"),
-                "the Llama 3.1+ chat template (knowledge date, tools) is not supported{}", kHint);
+    if (contains(jinja, "Cutting Knowledge Date")) return recognize_llama31(jinja, hint);
+    SPECQ_CHECK(!contains(jinja, "tools"), "Llama 3 style chat templates with tool calling are not supported{}", hint);
     SPECQ_CHECK(contains(jinja, "| trim") || contains(jinja, "|trim"),
-                "unrecognized Llama 3 style chat template (message content is not trimmed){}", kHint);
-    return {ChatFormat::kLlama3, "", !contains(jinja, "add_generation_prompt")};
+                "unrecognized Llama 3 style chat template (message content is not trimmed){}", hint);
+    return {ChatFormat::kLlama3, "", !contains(jinja, "add_generation_prompt"), ""};
   }
   if (contains(jinja, "[INST]") && contains(jinja, "[/INST]") && contains(jinja, "<<SYS>>")) {
     SPECQ_CHECK(!contains(jinja, "in messages[0]['content']"),
-                "unrecognized Llama 2 chat template variant (built-in default system prompt){}", kHint);
-    return {ChatFormat::kLlama2, "", false};
+                "unrecognized Llama 2 chat template variant (built-in default system prompt){}", hint);
+    return {ChatFormat::kLlama2, "", false, ""};
   }
   if (contains(jinja, "<|im_start|>") && contains(jinja, "<|im_end|>")) {
-    SPECQ_CHECK(!contains(jinja, "tool"), "ChatML chat templates with tool calling are not supported{}", kHint);
-    return {ChatFormat::kChatML, chatml_default_system_prompt(jinja), false};
+    SPECQ_CHECK(!contains(jinja, "tool"), "ChatML chat templates with tool calling are not supported{}", hint);
+    return {ChatFormat::kChatML, chatml_default_system_prompt(jinja), false, ""};
   }
-  fail("unknown chat template (not Llama 3, Llama 2 or ChatML){}", kHint);
+  fail("unknown chat template (not Llama 3, Llama 2 or ChatML){}", hint);
 }
 
 ChatTemplateKind chat_template_by_name(std::string_view name) {
-  if (name == "llama3") return {ChatFormat::kLlama3, "", false};
-  if (name == "llama2") return {ChatFormat::kLlama2, "", false};
-  if (name == "chatml") return {ChatFormat::kChatML, "", false};
-  fail("unknown chat template name \"{}\" (expected llama3, llama2 or chatml)", name);
+  if (name == "llama3") return {ChatFormat::kLlama3, "", false, ""};
+  if (name == "llama3.1") return {ChatFormat::kLlama31, "", false, "26 Jul 2024"};
+  if (name == "llama3.2") return {ChatFormat::kLlama31, "", false, ""};
+  if (name == "llama2") return {ChatFormat::kLlama2, "", false, ""};
+  if (name == "chatml") return {ChatFormat::kChatML, "", false, ""};
+  fail("unknown chat template name \"{}\" (expected {})", name, kChatTemplateNames);
 }
 
 ChatTemplateKind resolve_chat_template(const Tokenizer& tokenizer, const std::optional<std::string>& override_name) {
   if (override_name) return chat_template_by_name(*override_name);
   const auto jinja = tokenizer.chat_template();
   SPECQ_CHECK(jinja.has_value(),
-              "the tokenizer has no chat template (tokenizer_config.json chat_template); pass an override "
-              "(llama3, llama2 or chatml)");
+              "the tokenizer has no chat template (tokenizer_config.json chat_template); pass an override ({})",
+              kChatTemplateNames);
   return recognize_chat_template(*jinja);
 }
 
@@ -138,6 +204,8 @@ std::string render_chat(const ChatTemplateKind& kind, const std::vector<ChatMess
   switch (kind.format) {
     case ChatFormat::kLlama3:
       return render_llama3(kind, messages, add_generation_prompt, bos_token);
+    case ChatFormat::kLlama31:
+      return render_llama31(kind, messages, add_generation_prompt, bos_token);
     case ChatFormat::kLlama2:
       return render_llama2(messages, bos_token, eos_token);
     case ChatFormat::kChatML:

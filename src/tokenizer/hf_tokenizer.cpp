@@ -13,6 +13,7 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/lookup_tables.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/unicode_normalization.h"
 #include "tokenizer/utf8.h"
 
 namespace specq {
@@ -190,6 +191,15 @@ class StripNormalizer : public NormalizerStep {
   bool left_, right_;
 };
 
+class UnicodeNormalizer : public NormalizerStep {
+ public:
+  explicit UnicodeNormalizer(NormalizationForm form) : form_(form) {}
+  void apply(std::string& text) const override { text = unicode_normalize(text, form_); }
+
+ private:
+  NormalizationForm form_;
+};
+
 void parse_normalizer(const json& spec, std::vector<std::unique_ptr<NormalizerStep>>& steps) {
   if (spec.is_null()) return;
   const std::string type = required(spec, "type", "normalizer").get<std::string>();
@@ -203,8 +213,11 @@ void parse_normalizer(const json& spec, std::vector<std::unique_ptr<NormalizerSt
                                                         "Replace normalizer"));
   } else if (type == "Strip") {
     steps.push_back(std::make_unique<StripNormalizer>(spec.value("strip_left", true), spec.value("strip_right", true)));
+  } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+    steps.push_back(std::make_unique<UnicodeNormalizer>(normalization_form(type)));
   } else {
-    fail("unsupported normalizer type \"{}\" (supported: Sequence, Prepend, Replace, Strip)", type);
+    fail("unsupported normalizer type \"{}\" (supported: Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD)",
+         type);
   }
 }
 
@@ -766,7 +779,12 @@ class HfTokenizer : public Tokenizer {
   void parse_model(const json& model) {
     const std::string type = model.value("type", std::string("BPE"));
     SPECQ_CHECK(type == "BPE", "unsupported model type \"{}\" (only BPE is supported)", type);
-    SPECQ_CHECK(model.value("continuing_subword_prefix", json()).is_null() && model.value("end_of_word_suffix", json()).is_null(),
+    // Null or "" (as Qwen2's tokenizer.json writes them) both mean no affix.
+    const auto no_affix = [&](const char* key) {
+      const json value = model.value(key, json());
+      return value.is_null() || (value.is_string() && value.get<std::string>().empty());
+    };
+    SPECQ_CHECK(no_affix("continuing_subword_prefix") && no_affix("end_of_word_suffix"),
                 "BPE continuing_subword_prefix / end_of_word_suffix are not supported");
     const json dropout = model.value("dropout", json());
     SPECQ_CHECK(dropout.is_null() || (dropout.is_number() && dropout.get<double>() == 0.0), "BPE dropout is not supported (it makes encoding random)");
@@ -842,12 +860,18 @@ class HfTokenizer : public Tokenizer {
                        entry.value("single_word", false),
                        entry.value("normalized", false)};
       utf8::check_valid(token.content, "an added token");
-      set_token(token.id, token.content);
       token_lookup_.insert(token.content, token.id);
       if (token.special) special_ids_.push_back(token.id);
-      // Tokens marked "normalized" are looked for in the normalized text, the others in the raw text.
-      if (token.normalized && !normalizers_.empty()) normalized_tokens_.add(token);
-      else raw_tokens_.add(token);
+      // Tokens marked "normalized" are looked for in the normalized text, the others in the raw text. As in HF,
+      // the normalizer rewrites their content too (under NFC, a decomposed token matches either spelling), and
+      // the rewritten content is what id_to_token and decode give.
+      if (token.normalized && !normalizers_.empty()) {
+        for (const auto& step : normalizers_) step->apply(token.content);
+        normalized_tokens_.add(token);
+      } else {
+        raw_tokens_.add(token);
+      }
+      set_token(token.id, token.content);
     }
     raw_tokens_.finish();
     normalized_tokens_.finish();

@@ -11,7 +11,7 @@
 namespace specq {
 
 // Writes one output line per input line, in order. Returns 0 (the process exit status); a bad line throws
-// specq::Error naming its line number. `chat_template_override` is llama3, llama2 or chatml.
+// specq::Error naming its line number. `chat_template_override` is one of kChatTemplateNames.
 int run_tokenize_jsonl(const Tokenizer& tokenizer, std::istream& in, std::ostream& out, bool add_special,
                        const std::optional<std::string>& chat_template_override = std::nullopt);
 
