@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 # ggml type id -> (values per block, bytes per block)
-TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20), "Q8_0": (8, 32, 34),
+TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20), "Q5_0": (6, 32, 22),
+         "Q5_1": (7, 32, 24), "Q8_0": (8, 32, 34),
          "Q4_K": (12, 256, 144), "Q5_K": (13, 256, 176), "Q6_K": (14, 256, 210), "BF16": (30, 1, 2)}
 
 
@@ -70,7 +71,7 @@ def tokenizer_kvs(pre):
             string("tokenizer.chat_template", "{{'<|im_start|>' + message['role'] + '\\n'}}<|im_end|>")]
 
 
-def model(arch, pre, matrix_type):
+def model(arch, pre, matrix_type, gate_type):
     # hidden 256 lets K-quant rows (blocks of 256) run along it; the other dims stay tiny so that a
     # seed fits the fuzzer's 64 KiB input limit.
     hidden, inter, vocab, heads, kv_heads, head_dim = 256, 8, 13, 2, 1, 8
@@ -86,7 +87,7 @@ def model(arch, pre, matrix_type):
                ("blk.0.attn_k.weight", [hidden, kv_dim], matrix_type),
                ("blk.0.attn_v.weight", [hidden, kv_dim], "Q6_K"),
                ("blk.0.attn_output.weight", [q_dim, hidden], "F32"),
-               ("blk.0.ffn_norm.weight", [hidden], "F32"), ("blk.0.ffn_gate.weight", [hidden, inter], "Q4_1"),
+               ("blk.0.ffn_norm.weight", [hidden], "F32"), ("blk.0.ffn_gate.weight", [hidden, inter], gate_type),
                ("blk.0.ffn_up.weight", [hidden, inter], "Q5_K"), ("blk.0.ffn_down.weight", [inter, hidden], "BF16"),
                ("output_norm.weight", [hidden], "F32"), ("output.weight", [hidden, vocab], "F16")]
     if arch == "qwen2":
@@ -104,9 +105,9 @@ def main():
                   kv("f64", 12, struct.pack("<d", 0.25)), array("arr", 8, [s("x"), s("yz")]),
                   array("nested", 9, [struct.pack("<IQ", 0, 2) + b"\x01\x02"])]
     seeds = {
-        "llama-q4_0": model("llama", "smollm", "Q4_0"),
-        "llama-q4_k": model("llama", "gpt-2", "Q4_K"),
-        "qwen2-f32": model("qwen2", "qwen2", "F32"),
+        "llama-q4_0": model("llama", "smollm", "Q4_0", "Q4_1"),
+        "llama-q4_k": model("llama", "gpt-2", "Q4_K", "Q5_0"),
+        "qwen2-f32": model("qwen2", "qwen2", "F32", "Q5_1"),
         "every-value-type": gguf(every_type, [("t", [4], "F32")]),
         "version-2": gguf([string("general.architecture", "llama")], [], version=2),
         "empty": gguf([], []),

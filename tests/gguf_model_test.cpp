@@ -16,6 +16,7 @@
 #include "io/loader.h"
 #include "model/runner.h"
 #include "test_files.h"
+#include "test_util.h"
 
 namespace specq {
 namespace {
@@ -35,7 +36,7 @@ int64_t interleaved_row(int64_t r, int head_dim) {
 }
 
 std::vector<float> values_of(const Weight& w) {
-  std::vector<float> out(size_t(w.numel()));
+  std::vector<float> out(static_cast<size_t>(w.numel()));
   for (size_t i = 0; i < out.size(); ++i) out[i] = load_as_float(w.data, w.dtype, i);
   return out;
 }
@@ -97,9 +98,27 @@ Converted convert(const Model& m, Encoding encoding) {
   w.u32(arch + ".rope.dimension_count", uint32_t(c.head_dim));
   w.f32(arch + ".rope.freq_base", c.rope_theta);
   w.f32(arch + ".attention.layer_norm_rms_epsilon", c.rms_norm_eps);
-  if (c.rope_scaling.type == RopeScaling::Type::Linear) {
+  const RopeScaling& rope = c.rope_scaling;
+  if (rope.type == RopeScaling::Type::Linear) {
     w.string(arch + ".rope.scaling.type", "linear");
-    w.f32(arch + ".rope.scaling.factor", c.rope_scaling.factor);
+    w.f32(arch + ".rope.scaling.factor", rope.factor);
+  }
+  if (rope.type == RopeScaling::Type::Llama3) {
+    // llama.cpp's converter: the llama3 scaling as one divisor per frequency (rope_freqs).
+    std::vector<float> factors;
+    const double low_wavelen = rope.original_max_position / rope.low_freq_factor;
+    const double high_wavelen = rope.original_max_position / rope.high_freq_factor;
+    for (int i = 0; i < c.head_dim / 2; ++i) {
+      const double wavelen = 2.0 * M_PI * std::pow(double(c.rope_theta), 2.0 * i / c.head_dim);
+      const double smooth = (rope.original_max_position / wavelen - rope.low_freq_factor) /
+                            (rope.high_freq_factor - rope.low_freq_factor);
+      factors.push_back(wavelen < high_wavelen  ? 1.0f
+                        : wavelen > low_wavelen ? rope.factor
+                                                : float(1.0 / ((1.0 - smooth) / rope.factor + smooth)));
+    }
+    std::string data(factors.size() * 4, '\0');
+    std::memcpy(data.data(), factors.data(), data.size());
+    w.tensor("rope_freqs.weight", {factors.size()}, GgmlType::F32, data);
   }
   if (c.bos_token_id >= 0) w.u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_token_id));
   if (!c.eos_token_ids.empty()) w.u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_token_ids[0]));
@@ -109,7 +128,7 @@ Converted convert(const Model& m, Encoding encoding) {
                  bool quantize) {
     const std::vector<float> values = values_of(weight);
     const int64_t rows = weight.rows(), cols = weight.cols();
-    std::vector<int64_t> source(size_t(rows));
+    std::vector<int64_t> source(static_cast<size_t>(rows));
     std::iota(source.begin(), source.end(), 0);
     if (head_dim > 0)  // GGUF row interleaved_row(r) holds HF row r
       for (int64_t r = 0; r < rows; ++r) source[size_t(interleaved_row(r, head_dim))] = r;
@@ -168,7 +187,7 @@ Converted convert(const Model& m, Encoding encoding) {
 // A weight's values in fp32, dense or quantized.
 std::vector<float> loaded_values(const Weight& w) {
   if (!w.quantized()) return values_of(w);
-  std::vector<float> out(size_t(w.numel()));
+  std::vector<float> out(static_cast<size_t>(w.numel()));
   for (int64_t r = 0; r < w.rows(); ++r) dequantize_row(w, r, out.data() + r * w.cols());
   return out;
 }
@@ -188,7 +207,7 @@ std::map<std::string, const Weight*> weights_by_name(const Model& m) {
   return out;
 }
 
-std::vector<float> prompt_logits(const Model& m, const std::vector<int32_t>& prompt) {
+std::vector<float> prompt_logits(Model& m, const std::vector<int32_t>& prompt) {
   auto runner = make_cpu_runner(m, RunnerOptions{});
   std::vector<int32_t> positions(prompt.size());
   std::iota(positions.begin(), positions.end(), 0);
@@ -203,19 +222,28 @@ std::vector<float> prompt_logits(const Model& m, const std::vector<int32_t>& pro
 class GgufFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GgufFixture, LoadsAsTheHfModel) {
-  const Model hf = load_model((kHfFixtures / GetParam()).string());
+  Model hf = load_model((kHfFixtures / GetParam()).string());
   TempDir tmp;
   const Converted converted = convert(hf, Encoding::AsStored);
   testing::write_file(tmp / "model.gguf", converted.bytes);
-  const Model g = load_model(tmp.path().string());  // a directory holding one .gguf
+  Model g = load_model(tmp.path().string());  // a directory holding one .gguf
   EXPECT_EQ(g.config.arch, hf.config.arch);
   EXPECT_EQ(g.config.vocab_size, hf.config.vocab_size);
   EXPECT_EQ(g.config.num_kv_heads, hf.config.num_kv_heads);
   EXPECT_EQ(g.config.tie_word_embeddings, hf.config.tie_word_embeddings);
   EXPECT_EQ(g.config.attention_bias, hf.config.attention_bias);
-  EXPECT_EQ(g.config.rope_scaling.type, hf.config.rope_scaling.type);
-  EXPECT_EQ(g.config.rope_scaling.factor, hf.config.rope_scaling.factor);
   EXPECT_EQ(g.config.rope_theta, hf.config.rope_theta);
+  const bool llama3_rope = hf.config.rope_scaling.type == RopeScaling::Type::Llama3;
+  if (llama3_rope) {
+    // Converted to per-frequency factors; the frequencies agree to fp32 rounding.
+    EXPECT_EQ(g.config.rope_scaling.type, RopeScaling::Type::Factors);
+    const std::vector<float> expected = rope_inv_freq(hf.config), got = rope_inv_freq(g.config);
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-6f * expected[i]) << i;
+  } else {
+    EXPECT_EQ(g.config.rope_scaling.type, hf.config.rope_scaling.type);
+    EXPECT_EQ(g.config.rope_scaling.factor, hf.config.rope_scaling.factor);
+  }
   EXPECT_EQ(g.config.dtype, hf.config.dtype);
   EXPECT_TRUE(g.tokenizer_path.empty());  // no tokenizer metadata
   const auto loaded = weights_by_name(g);
@@ -226,23 +254,29 @@ TEST_P(GgufFixture, LoadsAsTheHfModel) {
     EXPECT_EQ(loaded_values(*loaded.at(name)), expected) << name;
   }
   const std::vector<int32_t> prompt = {1, 17, 200, 45, 3, 99, 128, 7};
-  EXPECT_EQ(prompt_logits(g, prompt), prompt_logits(hf, prompt));
+  const std::vector<float> got = prompt_logits(g, prompt), expected = prompt_logits(hf, prompt);
+  if (llama3_rope) {
+    EXPECT_LT(test::relative_l2(got, expected), 1e-5);
+  } else {
+    EXPECT_EQ(got, expected);  // the same weights and config: the same arithmetic
+  }
 }
 
 TEST_P(GgufFixture, QuantizedTensorsLoadExactly) {
-  const Model hf = load_model((kHfFixtures / GetParam()).string());
+  Model hf = load_model((kHfFixtures / GetParam()).string());
   TempDir tmp;
   const Converted converted = convert(hf, Encoding::Quantized);
   testing::write_file(tmp / "q.gguf", converted.bytes);
-  const Model g = load_model((tmp / "q.gguf").string());
+  Model g = load_model((tmp / "q.gguf").string());
   EXPECT_EQ(g.weights.embed.dtype, DType::F32);  // Q8_0, dequantized
   const auto loaded = weights_by_name(g);
   for (const auto& [name, expected] : converted.expected) {
     ASSERT_TRUE(loaded.contains(name)) << name;
     const Weight& w = *loaded.at(name);
     // Q4_0 linears whose outputs pack in eights are GptqInt4, the others were dequantized.
-    if (w.shape.size() == 2 && name != "embed")
+    if (w.shape.size() == 2 && name != "embed") {
       EXPECT_EQ(w.format, w.rows() % 8 == 0 ? WeightFormat::GptqInt4 : WeightFormat::Dense) << name;
+    }
     EXPECT_EQ(loaded_values(w), expected) << name;
   }
   const std::vector<float> logits = prompt_logits(g, {1, 2, 3});
@@ -294,10 +328,15 @@ TEST(GgufModel, BadMetadata) {
               llama(w);
               w.u32("tokenizer.ggml.eos_token_id", 100);
             }).find("tokenizer.ggml.eos_token_id' = 100 is outside [0, 99]"), std::string::npos);
+  // head_dim 16: rope_freqs needs 8 values.
   EXPECT_NE(config_error([&](GgufWriter& w) {
               llama(w);
               w.tensor("rope_freqs.weight", {16}, GgmlType::F32, std::string(64, '\0'));
-            }).find("rope_freqs"), std::string::npos);
+            }).find("'rope_freqs.weight' must be F32 with 8 values"), std::string::npos);
+  EXPECT_NE(config_error([&](GgufWriter& w) {
+              llama(w);
+              w.tensor("rope_freqs.weight", {8}, GgmlType::F32, std::string(32, '\0'));
+            }).find("RoPE frequency factor 0 is not a positive number"), std::string::npos);
 }
 
 TEST(GgufModel, MissingAndUnsupportedTensors) {

@@ -232,7 +232,7 @@ void set_nibble(std::string& block, size_t byte, int which, int value) {
 }
 
 std::vector<float> dequantize(GgmlType type, const std::string& blocks, int64_t count) {
-  std::vector<float> out(size_t(count));
+  std::vector<float> out(static_cast<size_t>(count));
   dequantize_ggml(type, as_bytes(blocks).data(), count, out.data());
   return out;
 }
@@ -271,6 +271,32 @@ TEST(GgufBlocks, Q4_1) {
   }
   EXPECT_EQ(dequantize(GgmlType::Q4_1, blocks, 96), expected);
 }
+
+// Q5_0 / Q5_1: the fifth bit of value i is bit i of the little-endian word after the scale(s).
+void q5_test(GgmlType type, bool with_min) {
+  const size_t header = with_min ? 4 : 2, block_bytes = header + 4 + 16;
+  std::string blocks;
+  std::vector<float> expected;
+  for (int b = 0; b < 3; ++b) {
+    std::string block(block_bytes, '\0');
+    const float d = dyadic(), m = with_min ? dyadic() * 5.0f : 0.0f;
+    put_f16(block, 0, d);
+    if (with_min) put_f16(block, 2, m);
+    uint32_t high = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int q = random_int(0, 31);
+      set_nibble(block, header + 4 + size_t(i % 16), i / 16, q & 15);
+      high |= uint32_t(q >> 4) << i;
+      expected.push_back(with_min ? float(q) * d + m : float(q - 16) * d);
+    }
+    std::memcpy(block.data() + header, &high, 4);
+    blocks += block;
+  }
+  EXPECT_EQ(dequantize(type, blocks, 96), expected);
+}
+
+TEST(GgufBlocks, Q5_0) { q5_test(GgmlType::Q5_0, false); }
+TEST(GgufBlocks, Q5_1) { q5_test(GgmlType::Q5_1, true); }
 
 TEST(GgufBlocks, Q8_0) {
   std::string blocks;
@@ -378,9 +404,9 @@ TEST(GgufBlocks, FloatTypes) {
   EXPECT_EQ(dequantize(GgmlType::BF16, bf16, 8), expected_bf16);
   EXPECT_EQ(dequantize(GgmlType::F32, f32_bytes(values), 8), values);
   EXPECT_NE(error_of([] {
-              float out[32];
-              dequantize_ggml(GgmlType::Q5_0, nullptr, 32, out);
-            }).find("Q5_0 cannot be dequantized"), std::string::npos);
+              float out[256];
+              dequantize_ggml(GgmlType::Q2_K, nullptr, 256, out);
+            }).find("Q2_K cannot be dequantized"), std::string::npos);
 }
 
 // Q4_0 as GptqInt4: every value the same as dequantizing the blocks, with rows taken in the given order.
@@ -394,7 +420,7 @@ TEST(GgufBlocks, Q4_0RepacksExactlyAsGptq) {
     rows += block;
   }
   const std::vector<float> dense = dequantize(GgmlType::Q4_0, rows, n * k);
-  std::vector<int64_t> order(size_t(n));
+  std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t r = 0; r < n; ++r) order[size_t(r)] = (r * 5) % n;  // a permutation (5 and 16 are coprime)
   for (const bool permuted : {false, true}) {
     const RepackedQ4_0 packed =
@@ -405,7 +431,7 @@ TEST(GgufBlocks, Q4_0RepacksExactlyAsGptq) {
     w.shape = {n, k};
     w.quant = packed.quant;
     ASSERT_NO_THROW(validate_quantized("w", w, n, k));
-    std::vector<float> row(size_t(k));
+    std::vector<float> row(static_cast<size_t>(k));
     for (int64_t r = 0; r < n; ++r) {
       dequantize_row(w, r, row.data());
       const int64_t source = permuted ? order[size_t(r)] : r;

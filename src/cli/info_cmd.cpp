@@ -20,6 +20,7 @@ Command add_info(CLI::App& app) {
     const ModelConfig& c = m.config;
     const char* rope = c.rope_scaling.type == RopeScaling::Type::Llama3   ? "llama3"
                        : c.rope_scaling.type == RopeScaling::Type::Linear ? "linear"
+                       : c.rope_scaling.type == RopeScaling::Type::Factors ? "factors"
                                                                           : "none";
     nlohmann::json out = {
         {"source", m.source},

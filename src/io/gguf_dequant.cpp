@@ -36,6 +36,33 @@ void dequantize_q4_1(const uint8_t* b, float* y) {
   }
 }
 
+// Q5_0, 22 bytes per 32 values: fp16 scale d, a 32-bit little-endian word whose bit j is the fifth
+// bit of value j, then nibbles as Q4_0; x = (q - 16) * d.
+void dequantize_q5_0(const uint8_t* b, float* y) {
+  const float d = f16_at(b);
+  const uint32_t qh = uint32_t(b[2]) | uint32_t(b[3]) << 8 | uint32_t(b[4]) << 16 | uint32_t(b[5]) << 24;
+  const uint8_t* qs = b + 6;
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = (qs[j] & 15) | int((qh >> j) & 1) << 4;
+    const int q1 = (qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4;
+    y[j] = float(q0 - 16) * d;
+    y[j + 16] = float(q1 - 16) * d;
+  }
+}
+
+// Q5_1, 24 bytes per 32 values: fp16 d and m, the fifth-bit word, nibbles; x = q * d + m.
+void dequantize_q5_1(const uint8_t* b, float* y) {
+  const float d = f16_at(b), m = f16_at(b + 2);
+  const uint32_t qh = uint32_t(b[4]) | uint32_t(b[5]) << 8 | uint32_t(b[6]) << 16 | uint32_t(b[7]) << 24;
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = (qs[j] & 15) | int((qh >> j) & 1) << 4;
+    const int q1 = (qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4;
+    y[j] = float(q0) * d + m;
+    y[j + 16] = float(q1) * d + m;
+  }
+}
+
 // Q8_0, 34 bytes per 32 values: fp16 scale d, 32 int8 q; x = q * d.
 void dequantize_q8_0(const uint8_t* b, float* y) {
   const float d = f16_at(b);
@@ -129,7 +156,8 @@ void dequantize_q6_k(const uint8_t* b, float* y) {
 bool ggml_type_dequantizable(GgmlType type) {
   switch (type) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_0:
-    case GgmlType::Q4_1: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: return true;
+    case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
+    case GgmlType::Q6_K: return true;
     default: return false;
   }
 }
@@ -156,6 +184,8 @@ void dequantize_ggml(GgmlType type, const uint8_t* src, int64_t count, float* ds
       return;
     case GgmlType::Q4_0: block_fn = dequantize_q4_0; break;
     case GgmlType::Q4_1: block_fn = dequantize_q4_1; break;
+    case GgmlType::Q5_0: block_fn = dequantize_q5_0; break;
+    case GgmlType::Q5_1: block_fn = dequantize_q5_1; break;
     case GgmlType::Q8_0: block_fn = dequantize_q8_0; break;
     case GgmlType::Q4_K: block_fn = dequantize_q4_k; break;
     case GgmlType::Q5_K: block_fn = dequantize_q5_k; break;

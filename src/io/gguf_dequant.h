@@ -10,7 +10,8 @@
 
 namespace specq {
 
-// True for the types dequantize_ggml reads: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K.
+// True for the types dequantize_ggml reads: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+// Q6_K.
 bool ggml_type_dequantizable(GgmlType type);
 
 // Decodes `count` values (a whole number of the type's blocks) stored at `src` as `type` into fp32,

@@ -61,7 +61,7 @@ class TensorLoader {
       return w;
     }
     SPECQ_CHECK(ggml_type_dequantizable(type), "'{}': tensor '{}' has type {}, which specq does not load (supported: "
-                "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)", h_.source, name, type_name(t));
+                "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", h_.source, name, type_name(t));
     w.dtype = DType::F32;
     std::shared_ptr<float[]> values(new float[size_t(w.numel())]);
     if (w.shape.size() == 1) {
@@ -183,8 +183,17 @@ ModelConfig gguf_model_config(const GgufHeader& h) {
     SPECQ_CHECK(scaling == "none" || scaling == "linear", "'{}': RoPE scaling '{}' is not supported (supported: none, "
                 "linear)", h.source, scaling);
   }
-  SPECQ_CHECK(h.find("rope_freqs.weight") == nullptr, "'{}' has a rope_freqs tensor (Llama 3.1-style RoPE scaling), "
-              "which specq does not support for GGUF models", h.source);
+  // Llama 3.x: llama.cpp's converter turns the llama3 scaling into per-frequency divisors.
+  if (const GgufTensor* freqs = h.find("rope_freqs.weight")) {
+    SPECQ_CHECK(c.rope_scaling.type == RopeScaling::Type::None, "'{}' has both RoPE scaling '{}' and a rope_freqs "
+                "tensor", h.source, scaling);
+    SPECQ_CHECK(freqs->ggml_type() == GgmlType::F32 && freqs->dims == std::vector<int64_t>{c.head_dim / 2},
+                "'{}': tensor 'rope_freqs.weight' must be F32 with {} values (half the head dimension)", h.source,
+                c.head_dim / 2);
+    c.rope_scaling.type = RopeScaling::Type::Factors;
+    c.rope_scaling.freq_factors.resize(size_t(c.head_dim / 2));
+    std::memcpy(c.rope_scaling.freq_factors.data(), freqs->data, freqs->nbytes);
+  }
 
   // Vocabulary: the metadata key when present, else the embedding's row count.
   if (const std::optional<int> vocab = int_key(h, p + "vocab_size", 1, int64_t(1) << 24)) {

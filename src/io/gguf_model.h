@@ -14,7 +14,7 @@ namespace specq {
 ModelConfig gguf_model_config(const GgufHeader& header);
 
 // Loads and validates a .gguf model. F32/F16/BF16 tensors stay in the memory map; Q4_0 linears
-// become GptqInt4 (exact); other quantized tensors (Q8_0, Q4_1, Q4_K, Q5_K, Q6_K) are dequantized
+// become GptqInt4 (exact); other quantized tensors (Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) are dequantized
 // to fp32 at load. Llama q/k rows are put back from llama.cpp's interleaved RoPE order into the
 // rotate-half order. The tokenizer is the file itself (Model::tokenizer_path = path) when the
 // file has tokenizer metadata.

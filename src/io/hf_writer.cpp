@@ -71,6 +71,8 @@ nlohmann::json hf_config_json(const ModelConfig& c) {
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
   const RopeScaling& r = c.rope_scaling;
+  SPECQ_CHECK(r.type != RopeScaling::Type::Factors, "the model's RoPE scaling is a table of per-frequency factors "
+              "(a GGUF rope_freqs tensor), which a Hugging Face config.json cannot express");
   if (r.type == RopeScaling::Type::Linear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", r.factor}};
   } else if (r.type == RopeScaling::Type::Llama3) {
