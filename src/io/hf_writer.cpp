@@ -6,7 +6,9 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "io/safetensors_writer.h"
+#include "tokenizer/gguf_tokenizer.h"
 
 namespace specq {
 namespace fs = std::filesystem;
@@ -144,7 +146,16 @@ void write_hf_model(const Model& model, const std::string& out_dir, const HfWrit
   if (c.eos_token_ids.size() > 1) generation["eos_token_id"] = c.eos_token_ids;
   write_text(dir / "generation_config.json", generation.dump(2) + "\n");
 
-  if (!options.tokenizer_from.empty()) {
+  if (!options.tokenizer_from.empty() && fs::path(options.tokenizer_from).extension() == ".gguf") {
+    // A GGUF model carries its tokenizer as metadata: written out as the files HF loaders read.
+    const HfTokenizerFiles files = gguf_tokenizer_files(GgufFile(options.tokenizer_from).header());
+    try {
+      write_text(dir / "tokenizer.json", files.tokenizer.dump(1) + "\n");
+      write_text(dir / "tokenizer_config.json", files.config.dump(1) + "\n");
+    } catch (const nlohmann::json::exception& e) {
+      fail("'{}': its tokenizer cannot be written as JSON: {}", options.tokenizer_from, e.what());
+    }
+  } else if (!options.tokenizer_from.empty()) {
     const fs::path from(options.tokenizer_from);
     std::vector<fs::path> files;
     if (fs::is_directory(from, ec)) {

@@ -63,7 +63,7 @@ std::string gguf_pre_tokenizer_json(std::string_view pre, const std::string& sou
   return std::string(find_pre_tokenizer(pre, source).json);
 }
 
-std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufHeader& h) {
+HfTokenizerFiles gguf_tokenizer_files(const GgufHeader& h) {
   const std::optional<std::string> model = h.string("tokenizer.ggml.model");
   SPECQ_CHECK(model.has_value(), "'{}' has no tokenizer (no tokenizer.ggml.model metadata); pass --tokenizer DIR",
               h.source);
@@ -123,8 +123,13 @@ std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufHeader& h) {
   if (bos) config["bos_token"] = *bos;
   if (const std::optional<std::string> eos = token_of("tokenizer.ggml.eos_token_id")) config["eos_token"] = *eos;
   if (const std::optional<std::string> chat = h.string("tokenizer.chat_template")) config["chat_template"] = *chat;
+  return {std::move(spec), std::move(config)};
+}
+
+std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufHeader& h) {
+  const HfTokenizerFiles files = gguf_tokenizer_files(h);
   try {
-    return make_hf_tokenizer(spec, config);
+    return make_hf_tokenizer_from_json(files.tokenizer, files.config);
   } catch (const Error& e) {
     fail("'{}': tokenizer metadata: {}", h.source, e.what());
   }

@@ -14,6 +14,6 @@ std::unique_ptr<Tokenizer> make_hf_tokenizer(std::string_view tokenizer_json, st
 
 // The same from parsed JSON (`config` null when there is no tokenizer_config.json); other formats
 // (GGUF metadata) describe their tokenizer in these terms.
-std::unique_ptr<Tokenizer> make_hf_tokenizer(const nlohmann::json& spec, const nlohmann::json& config);
+std::unique_ptr<Tokenizer> make_hf_tokenizer_from_json(const nlohmann::json& spec, const nlohmann::json& config);
 
 }  // namespace specq
