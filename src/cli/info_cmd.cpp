@@ -12,7 +12,7 @@ Command add_info(CLI::App& app) {
   auto* sub = app.add_subcommand("info", "Describe a model: architecture, shapes, dtypes, parameters, bytes");
   auto model_path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  sub->add_option("--model", *model_path, "Model directory, llama2.c .bin, or synthetic:NAME")->required();
+  sub->add_option("--model", *model_path, "Model directory, .gguf file, llama2.c .bin, or synthetic:NAME")->required();
   sub->add_flag("--json", *json, "Print one JSON object");
   auto run = [=]() -> int {
     const Model m = load_model(*model_path);
@@ -20,6 +20,7 @@ Command add_info(CLI::App& app) {
     const ModelConfig& c = m.config;
     const char* rope = c.rope_scaling.type == RopeScaling::Type::Llama3   ? "llama3"
                        : c.rope_scaling.type == RopeScaling::Type::Linear ? "linear"
+                       : c.rope_scaling.type == RopeScaling::Type::Factors ? "factors"
                                                                           : "none";
     nlohmann::json out = {
         {"source", m.source},

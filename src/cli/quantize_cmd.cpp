@@ -88,7 +88,7 @@ double perplexity_of(Model& model, const std::vector<std::vector<int32_t>>& sequ
 Command add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a model's linear layers to 4-bit GPTQ (AutoGPTQ format)");
   auto f = std::make_shared<QuantizeFlags>();
-  sub->add_option("--model", f->model, "Input model: Hugging Face directory, llama2.c .bin, or synthetic:NAME")
+  sub->add_option("--model", f->model, "Input model: Hugging Face directory, .gguf file, llama2.c .bin, or synthetic:NAME")
       ->required();
   sub->add_option("--out", f->out, "Output directory (Hugging Face layout, AutoGPTQ tensors)")->required();
   sub->add_option("--method", f->method, "rtn or gptq")->capture_default_str();

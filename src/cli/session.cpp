@@ -12,7 +12,7 @@
 namespace specq::cli {
 
 void add_session_flags(CLI::App& app, SessionFlags& flags) {
-  app.add_option("--model", flags.model, "Model directory, llama2.c .bin, or synthetic:NAME")->required();
+  app.add_option("--model", flags.model, "Model directory, .gguf file, llama2.c .bin, or synthetic:NAME")->required();
   app.add_option("--tokenizer", flags.tokenizer, "Tokenizer directory or file (default: next to the model)");
   app.add_option("--device", flags.device, "cpu or cuda")->capture_default_str();
   app.add_option("--dtype", flags.dtype, "CUDA activation dtype: f16 or bf16")->capture_default_str();

@@ -6,7 +6,9 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "io/safetensors_writer.h"
+#include "tokenizer/gguf_tokenizer.h"
 
 namespace specq {
 namespace fs = std::filesystem;
@@ -71,6 +73,8 @@ nlohmann::json hf_config_json(const ModelConfig& c) {
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
   const RopeScaling& r = c.rope_scaling;
+  SPECQ_CHECK(r.type != RopeScaling::Type::Factors, "the model's RoPE scaling is a table of per-frequency factors "
+              "(a GGUF rope_freqs tensor), which a Hugging Face config.json cannot express");
   if (r.type == RopeScaling::Type::Linear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", r.factor}};
   } else if (r.type == RopeScaling::Type::Llama3) {
@@ -142,7 +146,16 @@ void write_hf_model(const Model& model, const std::string& out_dir, const HfWrit
   if (c.eos_token_ids.size() > 1) generation["eos_token_id"] = c.eos_token_ids;
   write_text(dir / "generation_config.json", generation.dump(2) + "\n");
 
-  if (!options.tokenizer_from.empty()) {
+  if (!options.tokenizer_from.empty() && fs::path(options.tokenizer_from).extension() == ".gguf") {
+    // A GGUF model carries its tokenizer as metadata: written out as the files HF loaders read.
+    const HfTokenizerFiles files = gguf_tokenizer_files(GgufFile(options.tokenizer_from).header());
+    try {
+      write_text(dir / "tokenizer.json", files.tokenizer.dump(1) + "\n");
+      write_text(dir / "tokenizer_config.json", files.config.dump(1) + "\n");
+    } catch (const nlohmann::json::exception& e) {
+      fail("'{}': its tokenizer cannot be written as JSON: {}", options.tokenizer_from, e.what());
+    }
+  } else if (!options.tokenizer_from.empty()) {
     const fs::path from(options.tokenizer_from);
     std::vector<fs::path> files;
     if (fs::is_directory(from, ec)) {

@@ -21,7 +21,9 @@ struct HfWriteOptions {
   // Block linears left dense in a quantized model (names inside a block, e.g. "mlp.down_proj"), so
   // loaders that build the model from the config know not to expect quantized tensors there.
   std::vector<std::string> dense_in_block;
-  std::string tokenizer_from;  // directory or file whose tokenizer files are copied ("" = none)
+  // Directory or file whose tokenizer files are copied ("" = none); a .gguf model's tokenizer
+  // metadata is written as tokenizer.json + tokenizer_config.json.
+  std::string tokenizer_from;
 };
 
 void write_hf_model(const Model& model, const std::string& out_dir, const HfWriteOptions& options);

@@ -5,20 +5,17 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/rope_layout.h"
 
 namespace specq {
 namespace {
 
-// llama2.c rotates pairs (2i, 2i+1) of each head; Hugging Face rotates (i, i + d/2). Reordering the
-// output rows of wq and wk per head (row 2i+j -> j*d/2 + i) turns one into the other: scores q.k are
-// unchanged because q and k get the same order.
+// Copies the rows of a [heads * head_dim, cols] matrix from llama2.c's interleaved RoPE order into
+// the rotate-half order of Hugging Face (io/rope_layout.h).
 void permute_rows_to_rotate_half(const float* src, float* dst, int heads, int head_dim, int cols) {
-  const int half = head_dim / 2;
-  for (int h = 0; h < heads; ++h)
-    for (int i = 0; i < half; ++i)
-      for (int j = 0; j < 2; ++j)
-        std::memcpy(dst + (int64_t(h) * head_dim + j * half + i) * cols,
-                    src + (int64_t(h) * head_dim + 2 * i + j) * cols, sizeof(float) * size_t(cols));
+  const std::vector<int64_t> rows = rotate_half_source_rows(heads, head_dim);
+  for (size_t r = 0; r < rows.size(); ++r)
+    std::memcpy(dst + int64_t(r) * cols, src + rows[r] * cols, sizeof(float) * size_t(cols));
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "io/loader.h"
 
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
+#include "io/gguf_model.h"
 #include "io/hf_model.h"
 #include "io/llama2c.h"
 #include "io/synthetic.h"
@@ -29,6 +31,17 @@ Model load_llama2c_directory(const fs::path& dir) {
   return m;
 }
 
+// The one .gguf file in a directory without config.json; nullopt if there is none, an Error if
+// there are several (which one is meant is not ours to guess).
+std::optional<fs::path> single_gguf(const fs::path& dir) {
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && entry.path().extension() == ".gguf") found.push_back(entry.path());
+  if (found.empty()) return std::nullopt;
+  SPECQ_CHECK(found.size() == 1, "'{}' holds {} .gguf files; pass the file itself", dir.string(), found.size());
+  return found[0];
+}
+
 }  // namespace
 
 Model load_model(const std::string& path) {
@@ -38,6 +51,7 @@ Model load_model(const std::string& path) {
   SPECQ_CHECK(fs::exists(p, ec), "model path '{}' does not exist", path);
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "config.json", ec)) return load_hf_directory(path);
+    if (const std::optional<fs::path> gguf = single_gguf(p)) return load_gguf(gguf->string());
     SPECQ_CHECK(!fs::exists(p / "model.safetensors", ec) && !fs::exists(p / "model.safetensors.index.json", ec),
                 "'{}' holds safetensors weights but no config.json", path);
     return load_llama2c_directory(p);
@@ -47,8 +61,9 @@ Model load_model(const std::string& path) {
     const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
     return load_hf_directory(dir.string());
   }
+  if (p.extension() == ".gguf") return load_gguf(path);
   SPECQ_CHECK(p.extension() == ".bin",
-              "'{}' is not a model: expected a Hugging Face directory, a llama2.c .bin or synthetic:NAME", path);
+              "'{}' is not a model: expected a Hugging Face directory, a .gguf, a llama2.c .bin or synthetic:NAME", path);
   Model m = load_llama2c(path);
   for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
     if (fs::exists(p.parent_path() / name, ec)) {

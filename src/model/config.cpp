@@ -20,6 +20,13 @@ void ModelConfig::validate() const {
   SPECQ_CHECK(rope_theta > 0.0f, "config: rope_theta must be positive");
   SPECQ_CHECK(max_position_embeddings > 0, "config: max_position_embeddings must be positive");
   SPECQ_CHECK(rope_scaling.factor > 0.0f, "config: rope scaling factor must be positive");
+  if (rope_scaling.type == RopeScaling::Type::Factors) {
+    SPECQ_CHECK(rope_scaling.freq_factors.size() == size_t(head_dim / 2),
+                "config: {} RoPE frequency factors for head_dim {} (expected {})", rope_scaling.freq_factors.size(),
+                head_dim, head_dim / 2);
+    for (float f : rope_scaling.freq_factors)
+      SPECQ_CHECK(f > 0.0f && std::isfinite(f), "config: RoPE frequency factor {} is not a positive number", f);
+  }
 }
 
 std::vector<float> rope_inv_freq(const ModelConfig& config) {
@@ -32,6 +39,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& config) {
   const RopeScaling& s = config.rope_scaling;
   if (s.type == RopeScaling::Type::Linear) {
     for (float& f : inv_freq) f /= s.factor;
+  } else if (s.type == RopeScaling::Type::Factors) {
+    for (int i = 0; i < half; ++i) inv_freq[i] /= s.freq_factors[size_t(i)];
   } else if (s.type == RopeScaling::Type::Llama3) {
     // Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
     const double low_wavelen = s.original_max_position / s.low_freq_factor;

@@ -11,12 +11,14 @@ namespace specq {
 enum class Arch { Llama, Qwen2 };
 
 struct RopeScaling {
-  enum class Type { None, Linear, Llama3 };
+  // Factors: per-frequency divisors as GGUF stores Llama 3.x scaling (the rope_freqs tensor).
+  enum class Type { None, Linear, Llama3, Factors };
   Type type = Type::None;
   float factor = 1.0f;
   float low_freq_factor = 1.0f;    // llama3 only
   float high_freq_factor = 4.0f;   // llama3 only
   int original_max_position = 8192;  // llama3 only
+  std::vector<float> freq_factors;   // factors only: inv_freq[i] /= freq_factors[i], head_dim / 2 values
 };
 
 struct ModelConfig {

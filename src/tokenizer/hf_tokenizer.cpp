@@ -1066,6 +1066,10 @@ json parse_json(std::string_view text, std::string_view what) {
 std::unique_ptr<Tokenizer> make_hf_tokenizer(std::string_view tokenizer_json, std::string_view config_json) {
   const json spec = parse_json(tokenizer_json, "tokenizer.json");
   const json config = config_json.empty() ? json() : parse_json(config_json, "tokenizer_config.json");
+  return make_hf_tokenizer_from_json(spec, config);
+}
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer_from_json(const nlohmann::json& spec, const nlohmann::json& config) {
   try {
     return std::make_unique<HfTokenizer>(spec, config);
   } catch (const json::exception& error) {

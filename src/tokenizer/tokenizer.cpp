@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "data/text_file.h"
+#include "io/gguf.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/llama2c_tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -30,6 +32,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     return make_hf_tokenizer(read_text_file(json_path.string()), read_config_beside(json_path));
   }
   if (location.extension() == ".json") return make_hf_tokenizer(read_text_file(path), read_config_beside(location));
+  if (location.extension() == ".gguf") return make_gguf_tokenizer(GgufFile(path).header());
   const MappedFile file(path);
   return make_llama2c_tokenizer({file.data(), file.size()});
 }

@@ -17,7 +17,7 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // `path` is a tokenizer.json, a directory holding tokenizer.json (and optionally tokenizer_config.json),
-  // or a llama2.c tokenizer .bin file. Throws specq::Error on anything it cannot load.
+  // a .gguf model (its tokenizer metadata), or a llama2.c tokenizer .bin file. Throws specq::Error on anything it cannot load.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
 
   // `text` must be valid UTF-8. `add_special` adds what the tokenizer's post-processor adds (e.g. BOS).
