@@ -39,7 +39,7 @@ const std::map<std::string, ModelConfig>& shapes() {
     ModelConfig l1 = llama_shape(128256, 2048, 8192, 16, 32, 8, 500000.0f, 131072);
     l1.head_dim = 64;
     l1.tie_word_embeddings = true;
-    l1.rope_scaling = {RopeScaling::Type::Llama3, 32.0f, 1.0f, 4.0f, 8192};
+    l1.rope_scaling = {RopeScaling::Type::Llama3, 32.0f, 1.0f, 4.0f, 8192, {}};
     l1.bos_token_id = 128000;
     l1.eos_token_ids = {128001, 128008, 128009};
     t["llama3.2-1b"] = l1;

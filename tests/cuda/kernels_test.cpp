@@ -81,7 +81,7 @@ TEST_P(DtypeTest, RopeStoresKvLikeCpu) {
     ModelConfig c;
     c.head_dim = 128;
     c.rope_theta = 500000.0f;
-    if (llama3) c.rope_scaling = {RopeScaling::Type::Llama3, 32.0f, 1.0f, 4.0f, 8192};
+    if (llama3) c.rope_scaling = {RopeScaling::Type::Llama3, 32.0f, 1.0f, 4.0f, 8192, {}};
     const int n = 7, heads = 8, kv_heads = 2, hd = c.head_dim, cache_len = 13, rows = 40;
     const int q_dim = heads * hd, kv_dim = kv_heads * hd, stride = q_dim + 2 * kv_dim;
     std::vector<float> qkv = random_values(size_t(n) * stride);
