@@ -150,22 +150,6 @@ Checkpoint build(const fs::path& dir, Layout layout, const Knobs& knobs = {}) {
   return cp;
 }
 
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& ids,
-                             std::function<void(const LinearInput&)> observe = nullptr) {
-  RunnerOptions ro;
-  ro.threads = 1;
-  ro.observe_linear_input = std::move(observe);
-  auto runner = make_cpu_runner(m, ro);
-  std::vector<int32_t> pos(ids.size());
-  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
-  ForwardRequest req;
-  req.tokens = ids;
-  req.positions = pos;
-  req.logits_rows = ForwardRequest::Rows::All;
-  const ForwardResult r = runner->forward(req);
-  return {r.logits.begin(), r.logits.end()};
-}
-
 std::vector<Weight*> block_weights(Model& m) {
   std::vector<Weight*> out;
   for (LayerWeights& l : m.weights.layers)
@@ -279,7 +263,7 @@ TEST(W8A8Format, ModelLogitsAreDequantizedWeightsWithInt8Activations) {
   std::vector<int32_t> ids = {1};
   std::mt19937 rng(11);
   while (ids.size() < 24) ids.push_back(int32_t(rng() % 256));
-  const std::vector<float> a = logits_of(qserve, ids), b = logits_of(ct, ids);
+  const std::vector<float> a = test::all_logits(qserve, ids), b = test::all_logits(ct, ids);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << i;
 
@@ -297,7 +281,7 @@ TEST(W8A8Format, ModelLogitsAreDequantizedWeightsWithInt8Activations) {
     *w = d;
   }
   std::vector<int8_t> q;
-  const std::vector<float> r = logits_of(ref, ids, [&](const LinearInput& in) {
+  const std::vector<float> r = test::all_logits(ref, ids, [&](const LinearInput& in) {
     auto* rows = const_cast<float*>(in.rows);
     q.resize(size_t(in.dim));
     for (int t = 0; t < in.n; ++t) {
@@ -319,7 +303,7 @@ TEST(W8A8Format, ModelLogitsAreDequantizedWeightsWithInt8Activations) {
     d.data = dense2[i++].data();
     *w = d;
   }
-  EXPECT_GT(test::relative_l2(a, logits_of(plain, ids)), 1e-4);
+  EXPECT_GT(test::relative_l2(a, test::all_logits(plain, ids)), 1e-4);
 }
 
 TEST(W8A8Format, WrittenConfigParses) {

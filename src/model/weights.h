@@ -64,6 +64,18 @@ struct QuantizedWeight {
   }
 };
 
+// A QuantizedWeight (parts to be filled in) that keeps `owner`, the buffer its parts point into,
+// alive: how quantizers hand out views of the matrices they make.
+template <class T>
+std::shared_ptr<QuantizedWeight> quantized_parts_owning(std::shared_ptr<const T> owner) {
+  struct Owning : QuantizedWeight {
+    std::shared_ptr<const T> owner;
+  };
+  auto q = std::make_shared<Owning>();
+  q->owner = std::move(owner);
+  return q;
+}
+
 // A tensor view. Matrices are nn.Linear layout: shape {out_features, in_features}, row-major.
 // A quantized matrix keeps that logical shape; its bytes are in `quant`, `data` is null.
 struct Weight {

@@ -94,11 +94,7 @@ std::string incompatibility(int64_t n, int64_t k, const QuantOptions& options) {
 
 Weight gptq_weight_view(const std::shared_ptr<const GptqMatrix>& m) {
   // The parts point into the matrix, which the QuantizedWeight keeps alive.
-  struct Owning : QuantizedWeight {
-    std::shared_ptr<const GptqMatrix> matrix;
-  };
-  auto q = std::make_shared<Owning>();
-  q->matrix = m;
+  auto q = quantized_parts_owning(m);
   q->bits = 4;
   q->group_size = m->group_size;
   q->sym = m->sym;

@@ -136,11 +136,7 @@ Int8Matrix quantize_int8(const float* w, int64_t n, int64_t k) {
 }
 
 Weight int8_weight_view(const std::shared_ptr<const Int8Matrix>& m) {
-  struct Owning : QuantizedWeight {
-    std::shared_ptr<const Int8Matrix> matrix;
-  };
-  auto q = std::make_shared<Owning>();
-  q->matrix = m;
+  auto q = quantized_parts_owning(m);
   q->bits = 8;
   q->group_size = int(m->k);
   q->sym = true;
