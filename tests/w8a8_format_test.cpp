@@ -178,7 +178,8 @@ TEST(W8A8Format, ActivationQuantizationRule) {
 // float(acc) * s_x * s_w + bias.
 TEST(W8A8Format, LinearIsTheInt32Definition) {
   TempDir tmp;
-  const Checkpoint cp = build(tmp / "ct", Layout::CompressedTensors, knobs_with([](Knobs& k) { k.scale_dtype = DType::BF16; }));
+  const Checkpoint cp =
+      build(tmp / "ct", Layout::CompressedTensors, knobs_with([](Knobs& k) { k.scale_dtype = DType::BF16; }));
   Model m = load_model(cp.dir.string());
   const Weight& w = m.weights.layers[1].w_down;  // [32, 64]
   ASSERT_EQ(w.format, WeightFormat::Int8PerChannel);
@@ -238,7 +239,8 @@ TEST_P(W8A8Layouts, DequantizesToTheDefinition) {
       for (int64_t o = 0; o < w.rows(); ++o) {
         dequantize_row(w, o, row.data());
         for (int64_t c = 0; c < w.cols(); ++c)
-          ASSERT_EQ(row[size_t(c)], float(cp.codes.at(prefix)[size_t(o * w.cols() + c)]) * cp.scales.at(prefix)[size_t(o)])
+          ASSERT_EQ(row[size_t(c)],
+                    float(cp.codes.at(prefix)[size_t(o * w.cols() + c)]) * cp.scales.at(prefix)[size_t(o)])
               << prefix << " " << o << " " << c;
       }
     }
@@ -250,7 +252,12 @@ INSTANTIATE_TEST_SUITE_P(All, W8A8Layouts,
                          ::testing::Values(std::pair{Layout::QServe, DType::F16},
                                            std::pair{Layout::CompressedTensors, DType::F16},
                                            std::pair{Layout::CompressedTensors, DType::BF16},
-                                           std::pair{Layout::CompressedTensors, DType::F32}));
+                                           std::pair{Layout::CompressedTensors, DType::F32}),
+                         [](const auto& param_info) {
+                           const bool qserve = param_info.param.first == Layout::QServe;
+                           return std::string(qserve ? "QServe_" : "CompressedTensors_") +
+                                  std::string(dtype_name(param_info.param.second));
+                         });
 
 // Both layouts give the same logits, and they are the logits of the model whose linears hold the
 // dequantized weights (dense f32) and whose linear inputs are quantized per token and dequantized.
@@ -361,7 +368,8 @@ TEST(W8A8Format, BadInputIsAClearError) {
   Knobs no_config;
   no_config.edit_config = [](nlohmann::json& c) { c.erase("quantization_config"); };
   expect(ct, no_config, "no quantization_config with quant_method \"compressed-tensors\"");
-  expect(Layout::QServe, knobs_with([](Knobs& k) { k.scale_dtype = DType::F32; }), "q_proj.dequant_scale is f32 [64], expected f16 [64]");
+  expect(Layout::QServe, knobs_with([](Knobs& k) { k.scale_dtype = DType::F32; }),
+         "q_proj.dequant_scale is f32 [64], expected f16 [64]");
   Knobs qserve_with_ct;
   qserve_with_ct.edit_config = [](nlohmann::json& c) { c["quantization_config"] = compressed_tensors_config(); };
   expect(Layout::QServe, qserve_with_ct, "dequant_scale is a QServe W8A8 tensor");

@@ -13,7 +13,9 @@ GptqConfig parse_gptq_config(const nlohmann::json& config, const std::string& so
   GptqConfig c;
   c.source = source;
   const std::string method = json_field<std::string>(config, "quant_method", "gptq", source);
-  SPECQ_CHECK(method == "gptq", "{}: quantization method '{}' is not supported (specq loads gptq and compressed-tensors int8 W8A8 checkpoints)",
+  SPECQ_CHECK(method == "gptq",
+              "{}: quantization method '{}' is not supported (specq loads gptq and compressed-tensors int8 W8A8 "
+              "checkpoints)",
               source, method);
   // GPTQModel names the format "format" (older: "checkpoint_format"); transformers "checkpoint_format".
   std::string format = json_field<std::string>(config, "checkpoint_format", "gptq", source);

@@ -165,8 +165,8 @@ Weight load_int8_linear(const TensorLookup& lookup, const std::string& prefix, i
     q->scales = *qserve;
   } else {
     SPECQ_CHECK(config != nullptr,
-                "'{}': tensor {}.weight_scale is a compressed-tensors tensor, but config.json has no quantization_config "
-                "with quant_method \"compressed-tensors\"",
+                "'{}': tensor {}.weight_scale is a compressed-tensors tensor, but config.json has no "
+                "quantization_config with quant_method \"compressed-tensors\"",
                 where, prefix);
     SPECQ_CHECK(ct->shape == (std::vector<int64_t>{n, 1}),
                 "'{}': tensor {}.weight_scale has shape [{}], expected [{}, 1] (strategy \"channel\")", where, prefix,
