@@ -8,9 +8,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <span>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include "model/runner.h"
 
 namespace specq::test {
 
@@ -44,6 +48,24 @@ inline ProcessResult run_specq(const std::string& args) {
   r.err = ss.str();
   std::remove(err_file.c_str());
   return r;
+}
+
+// Logits of every position of `ids` (one forward from position 0, one thread); `observe` sees
+// (and tests may rewrite in place) each block linear's input.
+inline std::vector<float> all_logits(Model& m, const std::vector<int32_t>& ids,
+                                     std::function<void(const LinearInput&)> observe = nullptr) {
+  RunnerOptions ro;
+  ro.threads = 1;
+  ro.observe_linear_input = std::move(observe);
+  auto runner = make_cpu_runner(m, ro);
+  std::vector<int32_t> pos(ids.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+  ForwardRequest req;
+  req.tokens = ids;
+  req.positions = pos;
+  req.logits_rows = ForwardRequest::Rows::All;
+  const ForwardResult r = runner->forward(req);
+  return {r.logits.begin(), r.logits.end()};
 }
 
 // ||a - b|| / ||b||

@@ -1,4 +1,5 @@
-// specq quantize: a model in, a 4-bit GPTQ checkpoint (AutoGPTQ layout, Hugging Face directory) out.
+// specq quantize: a model in, a Hugging Face directory out: 4-bit GPTQ (AutoGPTQ layout, W4A16) or
+// int8 W8A8 with optional SmoothQuant (compressed-tensors layout).
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@ struct QuantizeFlags {
   bool act_order = false;
   bool static_groups = false;
   double damp = 0.01;
+  double alpha = 0.5;
   std::string calib_file, eval_file, text_field = "text", tokenizer;
   std::vector<std::string> calib_ids;
   int calib_tokens = 8192;
@@ -86,15 +88,20 @@ double perplexity_of(Model& model, const std::vector<std::vector<int32_t>>& sequ
 }  // namespace
 
 Command add_quantize(CLI::App& app) {
-  auto* sub = app.add_subcommand("quantize", "Quantize a model's linear layers to 4-bit GPTQ (AutoGPTQ format)");
+  auto* sub = app.add_subcommand(
+      "quantize", "Quantize a model's linear layers: 4-bit GPTQ (AutoGPTQ format) or int8 W8A8 (compressed-tensors)");
   auto f = std::make_shared<QuantizeFlags>();
   sub->add_option("--model", f->model, "Input model: Hugging Face directory, .gguf file, llama2.c .bin, or synthetic:NAME")
       ->required();
-  sub->add_option("--out", f->out, "Output directory (Hugging Face layout, AutoGPTQ tensors)")->required();
-  sub->add_option("--method", f->method, "rtn or gptq")->capture_default_str();
-  sub->add_option("--bits", f->bits, "Bits per weight (4)")->capture_default_str();
-  sub->add_option("--group-size", f->group_size, "Inputs per scale group; -1 = per output channel")
-      ->capture_default_str();
+  sub->add_option("--out", f->out, "Output directory (Hugging Face layout, AutoGPTQ or compressed-tensors tensors)")
+      ->required();
+  sub->add_option("--method", f->method, "rtn, gptq (4-bit) or smoothquant (8-bit W8A8)")->capture_default_str();
+  auto* bits = sub->add_option("--bits", f->bits, "Bits per weight: 4 (W4A16) or 8 (W8A8; default for smoothquant)")
+                   ->capture_default_str();
+  auto* group = sub->add_option("--group-size", f->group_size,
+                                "Inputs per scale group; -1 = per output channel (W8A8: always -1)")
+                    ->capture_default_str();
+  sub->add_option("--alpha", f->alpha, "SmoothQuant migration strength in [0, 1]")->capture_default_str();
   sub->add_flag("--sym", f->sym, "Symmetric quantization (fixed zero point 8); default asymmetric");
   sub->add_flag("--act-order", f->act_order, "GPTQ: quantize columns by descending Hessian diagonal (desc_act)");
   sub->add_flag("--static-groups", f->static_groups, "With --act-order: groups stay runs of original columns");
@@ -112,12 +119,17 @@ Command add_quantize(CLI::App& app) {
                   "Held-out sequence (token ids) whose perplexity is reported before and after; repeatable");
   sub->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
 
-  auto run = [f]() -> int {
+  auto run = [f, bits, group]() -> int {
     quant::QuantOptions options;
-    SPECQ_CHECK(f->method == "rtn" || f->method == "gptq", "--method must be rtn or gptq (got '{}')", f->method);
-    options.method = f->method == "rtn" ? quant::Method::Rtn : quant::Method::Gptq;
-    options.bits = f->bits;
-    options.group_size = f->group_size;
+    SPECQ_CHECK(f->method == "rtn" || f->method == "gptq" || f->method == "smoothquant",
+                "--method must be rtn, gptq or smoothquant (got '{}')", f->method);
+    options.method = f->method == "rtn"    ? quant::Method::Rtn
+                     : f->method == "gptq" ? quant::Method::Gptq
+                                           : quant::Method::SmoothQuant;
+    // SmoothQuant means W8A8; W8A8 weights are per-channel: their defaults follow when not given.
+    options.bits = options.method == quant::Method::SmoothQuant && bits->count() == 0 ? 8 : f->bits;
+    options.group_size = options.bits == 8 && group->count() == 0 ? -1 : f->group_size;
+    options.alpha = f->alpha;
     options.sym = f->sym;
     options.act_order = f->act_order;
     options.static_groups = f->static_groups;
@@ -126,7 +138,8 @@ Command add_quantize(CLI::App& app) {
     SPECQ_CHECK(f->calib_tokens > 0, "--calib-tokens must be positive (got {})", f->calib_tokens);
     SPECQ_CHECK(f->threads >= 0, "--threads must be >= 0 (got {})", f->threads);
     SPECQ_CHECK(options.method == quant::Method::Rtn || !f->calib_ids.empty() || !f->calib_file.empty(),
-                "--method gptq needs calibration tokens: pass --calib FILE.jsonl or --calib-ids (repeatable)");
+                "--method {} needs calibration tokens: pass --calib FILE.jsonl or --calib-ids (repeatable)",
+                f->method);
     SPECQ_CHECK(f->calib_ids.empty() || f->calib_file.empty(), "give --calib or --calib-ids, not both");
 
     Model model = load_model(f->model);
@@ -163,13 +176,18 @@ Command add_quantize(CLI::App& app) {
       held_out.push_back(parse_id_list(text, "--eval-ids"));
       SPECQ_CHECK(held_out.back().size() >= 2, "--eval-ids: a held-out sequence needs at least 2 tokens");
     }
-    nlohmann::json report = {{"method", f->method}, {"group_size", f->group_size}, {"sym", f->sym},
-                             {"act_order", f->act_order}};
+    nlohmann::json report = {{"method", f->method}, {"bits", options.bits}, {"group_size", options.group_size}};
+    if (options.bits == 4) {
+      report["sym"] = f->sym;
+      report["act_order"] = f->act_order;
+    }
+    if (options.method == quant::Method::SmoothQuant) report["alpha"] = options.alpha;
     if (!held_out.empty()) report["perplexity_input"] = perplexity_of(model, held_out, f->threads);
 
     const quant::QuantizeSummary summary =
         quant::quantize_model(model, options, calibration, f->threads, draw_progress);
-    SPECQ_CHECK(!summary.quantized.empty(), "no linear layer of '{}' can be stored as 4-bit GPTQ ({})", f->model,
+    SPECQ_CHECK(!summary.quantized.empty(), "no linear layer of '{}' can be stored as {} ({})", f->model,
+                options.bits == 8 ? "int8 W8A8" : "4-bit GPTQ",
                 summary.kept_dense.empty() ? "the model has none" : summary.kept_dense[0].second);
     for (const auto& [name, why] : summary.kept_dense)
       fmt::print(stderr, "kept dense: {}: {}\n", name, why);

@@ -8,44 +8,32 @@
 namespace specq {
 namespace fs = std::filesystem;
 
-namespace {
-
-template <typename T>
-T field(const nlohmann::json& config, const char* key, T fallback, const std::string& source) {
-  if (!config.contains(key) || config[key].is_null()) return fallback;
-  try {
-    return config[key].get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail("{}: field '{}' has the wrong type ({})", source, key, config[key].dump());
-  }
-}
-
-}  // namespace
-
 GptqConfig parse_gptq_config(const nlohmann::json& config, const std::string& source) {
   SPECQ_CHECK(config.is_object(), "{}: the quantization config is not a JSON object", source);
   GptqConfig c;
   c.source = source;
-  const std::string method = field<std::string>(config, "quant_method", "gptq", source);
-  SPECQ_CHECK(method == "gptq", "{}: quantization method '{}' is not supported (specq loads GPTQ checkpoints)",
+  const std::string method = json_field<std::string>(config, "quant_method", "gptq", source);
+  SPECQ_CHECK(method == "gptq",
+              "{}: quantization method '{}' is not supported (specq loads gptq and compressed-tensors int8 W8A8 "
+              "checkpoints)",
               source, method);
   // GPTQModel names the format "format" (older: "checkpoint_format"); transformers "checkpoint_format".
-  std::string format = field<std::string>(config, "checkpoint_format", "gptq", source);
-  format = field<std::string>(config, "format", format, source);
+  std::string format = json_field<std::string>(config, "checkpoint_format", "gptq", source);
+  format = json_field<std::string>(config, "format", format, source);
   SPECQ_CHECK(format == "gptq" || format == "gptq_v2",
               "{}: checkpoint format '{}' is not supported (expected gptq or gptq_v2)", source, format);
-  SPECQ_CHECK(!field<bool>(config, "is_marlin_format", false, source),
+  SPECQ_CHECK(!json_field<bool>(config, "is_marlin_format", false, source),
               "{}: Marlin-format GPTQ checkpoints are not supported; load the original gptq checkpoint", source);
   c.v2 = format == "gptq_v2";
-  c.bits = field<int>(config, "bits", 0, source);
+  c.bits = json_field<int>(config, "bits", 0, source);
   SPECQ_CHECK(c.bits == 4, "{}: {}-bit GPTQ is not supported (bits must be 4)", source, c.bits);
-  c.group_size = field<int>(config, "group_size", -1, source);
+  c.group_size = json_field<int>(config, "group_size", -1, source);
   SPECQ_CHECK(c.group_size == -1 || c.group_size > 0, "{}: group_size {} is invalid (expected -1 or > 0)", source,
               c.group_size);
-  c.sym = field<bool>(config, "sym", true, source);
-  c.desc_act = field<bool>(config, "desc_act", false, source);
-  c.static_groups = field<bool>(config, "static_groups", false, source);
-  c.lm_head = field<bool>(config, "lm_head", false, source);
+  c.sym = json_field<bool>(config, "sym", true, source);
+  c.desc_act = json_field<bool>(config, "desc_act", false, source);
+  c.static_groups = json_field<bool>(config, "static_groups", false, source);
+  c.lm_head = json_field<bool>(config, "lm_head", false, source);
   if (config.contains("dynamic") && !config["dynamic"].is_null())
     SPECQ_CHECK(config["dynamic"].empty(), "{}: per-module 'dynamic' quantization overrides are not supported",
                 source);

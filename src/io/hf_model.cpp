@@ -9,6 +9,7 @@
 #include "io/gptq_checkpoint.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "io/w8a8_checkpoint.h"
 
 namespace specq {
 namespace fs = std::filesystem;
@@ -37,13 +38,16 @@ class TensorSource {
     return w;
   }
 
-  // The linear PREFIX: PREFIX.weight, or its GPTQ tensors when the checkpoint quantized it.
-  Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const std::optional<GptqConfig>& gptq) {
+  // The linear PREFIX: PREFIX.weight, or its GPTQ or int8 (W8A8) tensors when the checkpoint
+  // quantized it. The tensors decide, so partially quantized checkpoints load too.
+  Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const std::optional<GptqConfig>& gptq,
+                     const std::optional<W8A8Config>& w8a8) {
     const TensorLookup lookup = [this](const std::string& name) -> std::optional<StoredTensor> {
       const SafetensorsTensor* t = checkpoint_.find(name);
       if (t == nullptr) return std::nullopt;
       return StoredTensor{t->dtype, t->shape, aligned(*t)};
     };
+    if (has_int8_linear(lookup, prefix)) return load_int8_linear(lookup, prefix, n, k, w8a8 ? &*w8a8 : nullptr, dir_);
     if (!has_gptq_linear(lookup, prefix)) return take(prefix + ".weight");
     SPECQ_CHECK(gptq.has_value(), "'{}': tensor {}.qweight is GPTQ-quantized, but neither config.json's "
                 "quantization_config nor quantize_config.json describes the quantization", dir_, prefix);
@@ -74,8 +78,10 @@ Model load_hf_directory(const std::string& dir) {
   m.config = read_hf_config(dir);
   const ModelConfig& c = m.config;
   TensorSource tensors(dir, m);
-  // GPTQ checkpoints load in place: each linear with a .qweight is quantized, the rest dense.
-  const std::optional<GptqConfig> gptq = read_gptq_config(dir);
+  // Quantized checkpoints load in place: each linear with a .qweight (GPTQ) or an int8 .weight
+  // (W8A8: compressed-tensors or QServe) is quantized, the rest dense.
+  const std::optional<W8A8Config> w8a8 = read_w8a8_config(dir);
+  const std::optional<GptqConfig> gptq = w8a8 ? std::nullopt : read_gptq_config(dir);
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
 
   ModelWeights& w = m.weights;
@@ -85,10 +91,10 @@ Model load_hf_directory(const std::string& dir) {
     LayerWeights& l = w.layers[size_t(i)];
     const std::string p = fmt::format("model.layers.{}.", i);
     l.attn_norm = tensors.take(p + "input_layernorm.weight");
-    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, gptq);
-    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, gptq);
-    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, gptq);
-    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, gptq);
+    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, gptq, w8a8);
+    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, gptq, w8a8);
+    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, gptq, w8a8);
+    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, gptq, w8a8);
     if (c.attention_bias) {
       l.bq = tensors.take(p + "self_attn.q_proj.bias");
       l.bk = tensors.take(p + "self_attn.k_proj.bias");
@@ -98,13 +104,13 @@ Model load_hf_directory(const std::string& dir) {
     SPECQ_CHECK(!tensors.has(p + "self_attn.o_proj.bias"), "'{}': tensor {} (an o_proj bias) is not supported", dir,
                 p + "self_attn.o_proj.bias");
     l.ffn_norm = tensors.take(p + "post_attention_layernorm.weight");
-    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, gptq);
-    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, gptq);
-    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, gptq);
+    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, gptq, w8a8);
+    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, gptq, w8a8);
+    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, gptq, w8a8);
   }
   w.final_norm = tensors.take("model.norm.weight");
   // As in transformers, tied embeddings win over a stored lm_head.weight.
-  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take_linear("lm_head", c.vocab_size, h, gptq);
+  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take_linear("lm_head", c.vocab_size, h, gptq, w8a8);
   m.config.dtype = w.embed.dtype;  // the tensors, not the config's dtype field, decide
 
   try {

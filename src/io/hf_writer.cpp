@@ -37,14 +37,25 @@ void add_dense(SafetensorsWriter& st, const std::string& name, const Weight& w) 
 
 void add_linear(SafetensorsWriter& st, const std::string& prefix, const Weight& w) {
   if (!w.quantized()) return add_dense(st, prefix + ".weight", w);
-  SPECQ_CHECK(w.format == WeightFormat::GptqInt4, "'{}' has format {}, which cannot be written as GPTQ", prefix,
-              weight_format_name(w.format));
   const QuantizedWeight& q = *w.quant;
-  SPECQ_CHECK(q.zero_offset == 1, "'{}' holds gptq_v2 zero points; only v1 (gptq) checkpoints are written", prefix);
-  for (const auto& [suffix, t] : {std::pair<const char*, const StoredTensor*>{".qweight", &q.qweight},
-                                  {".qzeros", &q.qzeros}, {".scales", &q.scales}, {".g_idx", &q.g_idx}}) {
-    if (t->present()) st.add(prefix + suffix, t->dtype, t->shape, t->data);
+  switch (w.format) {
+    case WeightFormat::GptqInt4:
+      SPECQ_CHECK(q.zero_offset == 1, "'{}' holds gptq_v2 zero points; only v1 (gptq) checkpoints are written",
+                  prefix);
+      for (const auto& [suffix, t] : {std::pair<const char*, const StoredTensor*>{".qweight", &q.qweight},
+                                      {".qzeros", &q.qzeros}, {".scales", &q.scales}, {".g_idx", &q.g_idx}}) {
+        if (t->present()) st.add(prefix + suffix, t->dtype, t->shape, t->data);
+      }
+      return;
+    case WeightFormat::Int8PerChannel:
+      // compressed-tensors layout; QServe's [N] scales are the same bytes as [N, 1].
+      st.add(prefix + ".weight", q.qweight.dtype, q.qweight.shape, q.qweight.data);
+      st.add(prefix + ".weight_scale", q.scales.dtype, {w.rows(), 1}, q.scales.data);
+      return;
+    case WeightFormat::Dense:
+      break;
   }
+  fail("'{}' has format {}, which cannot be written", prefix, weight_format_name(w.format));
 }
 
 }  // namespace
@@ -124,19 +135,9 @@ void write_hf_model(const Model& model, const std::string& out_dir, const HfWrit
 
   nlohmann::json config = hf_config_json(c);
   if (any_quantized) {
-    SPECQ_CHECK(options.quantization.has_value(), "the model has quantized linears but no quantization config");
-    nlohmann::json q = gptq_config_json(*options.quantization);
-    if (!options.dense_in_block.empty()) {
-      // transformers/optimum's list of the block's quantized modules (the others load dense).
-      std::vector<std::string> quantized;
-      for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
-        if (std::find(options.dense_in_block.begin(), options.dense_in_block.end(), name) ==
-            options.dense_in_block.end())
-          quantized.emplace_back(name);
-      q["modules_in_block_to_quantize"] = {quantized};
-    }
-    config["quantization_config"] = q;
+    SPECQ_CHECK(options.quantization_config.is_object(),
+                "the model has quantized linears but no quantization config");
+    config["quantization_config"] = options.quantization_config;
   }
   write_text(dir / "config.json", config.dump(2) + "\n");
 

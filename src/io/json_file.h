@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
+
 namespace specq {
 
 // Parses `text`; `source` names it in messages (a file path, or "PATH header").
@@ -13,5 +15,17 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
 
 // Reads and parses a whole file; a missing or unreadable file is an Error.
 nlohmann::json read_json_file(const std::string& path);
+
+// config[key] as a T; `fallback` when absent or null; an Error naming `source` and the key when it
+// has another type.
+template <typename T>
+T json_field(const nlohmann::json& config, const char* key, T fallback, const std::string& source) {
+  if (!config.contains(key) || config[key].is_null()) return fallback;
+  try {
+    return config[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail("{}: field '{}' has the wrong type ({})", source, key, config[key].dump());
+  }
+}
 
 }  // namespace specq

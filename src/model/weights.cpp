@@ -2,6 +2,8 @@
 
 #include <fmt/ranges.h>
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace specq {
@@ -100,12 +102,33 @@ void validate_gptq(const std::string& name, const QuantizedWeight& q, int64_t n,
   }
 }
 
+void validate_int8(const std::string& name, const QuantizedWeight& q, int64_t n, int64_t k) {
+  SPECQ_CHECK(q.bits == 8, "quantized tensor '{}': {} bits is not supported (int8 per-channel weights are 8-bit)",
+              name, q.bits);
+  SPECQ_CHECK(k <= kMaxInt8Inputs, "quantized tensor '{}' has {} inputs; int32 accumulation allows at most {}", name,
+              k, kMaxInt8Inputs);
+  expect_part(name, "weight", q.qweight, DType::I8, {n, k});
+  SPECQ_CHECK(q.scales.present(), "quantized tensor '{}' has no scales", name);
+  SPECQ_CHECK(q.scales.dtype == DType::F16 || q.scales.dtype == DType::BF16 || q.scales.dtype == DType::F32,
+              "quantized tensor '{}': scales have dtype {}, expected f16, bf16 or f32", name,
+              dtype_name(q.scales.dtype));
+  SPECQ_CHECK(q.scales.shape == std::vector<int64_t>{n} || q.scales.shape == (std::vector<int64_t>{n, 1}),
+              "quantized tensor '{}': scales have shape [{}], expected [{}] or [{}, 1] (one per output channel)", name,
+              fmt::join(q.scales.shape, ", "), n, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = load_as_float(q.scales.data, q.scales.dtype, size_t(i));
+    SPECQ_CHECK(std::isfinite(s) && s >= 0.0f,
+                "quantized tensor '{}': the scale of output {} is {} (expected finite and >= 0)", name, i, s);
+  }
+}
+
 }  // namespace
 
 std::string_view weight_format_name(WeightFormat format) {
   switch (format) {
     case WeightFormat::Dense: return "dense";
     case WeightFormat::GptqInt4: return "gptq-int4";
+    case WeightFormat::Int8PerChannel: return "int8-per-channel";
   }
   return "?";
 }
@@ -122,6 +145,9 @@ void validate_quantized(const std::string& name, const Weight& w, int64_t n, int
     case WeightFormat::GptqInt4:
       validate_gptq(name, *w.quant, n, k);
       return;
+    case WeightFormat::Int8PerChannel:
+      validate_int8(name, *w.quant, n, k);
+      return;
     case WeightFormat::Dense:
       break;
   }
@@ -131,6 +157,14 @@ void validate_quantized(const std::string& name, const Weight& w, int64_t n, int
 void dequantize_row(const Weight& w, int64_t n, float* out) {
   const QuantizedWeight& q = *w.quant;
   const int64_t N = w.rows(), K = w.cols();
+  if (w.format == WeightFormat::Int8PerChannel) {
+    // i8 (8 significant bits) times an f16/bf16 scale (11/8 bits) is exact in fp32; with an f32
+    // scale the product rounds once, the same in every backend.
+    const auto* row = static_cast<const int8_t*>(q.qweight.data) + n * K;
+    const float scale = load_as_float(q.scales.data, q.scales.dtype, size_t(n));
+    for (int64_t k = 0; k < K; ++k) out[k] = float(row[k]) * scale;
+    return;
+  }
   const auto* qweight = static_cast<const uint32_t*>(q.qweight.data);
   const auto* qzeros = static_cast<const uint32_t*>(q.qzeros.data);
   const int zero_shift = int(4 * (n % 8));

@@ -16,10 +16,16 @@ namespace specq {
 // Dense is the only format of non-matrix tensors (norms, biases, embeddings). docs/FORMATS.md
 // describes each format exactly, and which formats are planned.
 enum class WeightFormat : uint8_t {
-  Dense,    // dtype/data hold the matrix itself
-  GptqInt4  // AutoGPTQ 4-bit groups with fp16 scales and 4-bit zero points (QuantizedWeight)
+  Dense,          // dtype/data hold the matrix itself
+  GptqInt4,       // AutoGPTQ 4-bit groups with fp16 scales and 4-bit zero points (QuantizedWeight)
+  Int8PerChannel  // W8A8: symmetric i8 [N, K], one scale per output row; the linear quantizes its
+                  // input per token to int8 and multiplies in int32 (QuantizedWeight)
 };
 std::string_view weight_format_name(WeightFormat format);
+
+// Int8PerChannel: int8 x int8 products summed over K inputs stay below 2^31 (the int32
+// accumulator every backend uses) up to this K.
+constexpr int64_t kMaxInt8Inputs = (int64_t(1) << 31) / (128 * 128);
 
 // One stored tensor of a quantized matrix, used in place (owned by Model::storage).
 struct StoredTensor {
@@ -39,21 +45,36 @@ struct StoredTensor {
 // GptqInt4: value of W[n, k] = (q[k, n] - zero[g, n]) * scale[g, n], g = g_idx[k], where
 //   q[k, n]    = (qweight[k / 8, n] >> 4 * (k % 8)) & 15
 //   zero[g, n] = ((qzeros[g, n / 8] >> 4 * (n % 8)) & 15) + zero_offset
+// Int8PerChannel: value of W[n, k] = qweight[n, k] * scales[n] (qweight i8 [N, K]; scales f16,
+//   bf16 or f32, [N] as QServe stores them or [N, 1] as compressed-tensors does; group_size = K).
 struct QuantizedWeight {
   int bits = 4;
   int group_size = 0;      // inputs per group; K for per-channel (the checkpoint's -1)
   bool sym = true;         // symmetric: every zero point is 2^(bits-1) (checked at load)
   int zero_offset = 0;     // 1 for checkpoint_format "gptq" (v1 stores zero - 1), 0 for "gptq_v2"
   bool act_order = false;  // desc_act: g_idx is a permutation of groups, not k / group_size
-  StoredTensor qweight;    // i32 [K / 8, N]: 8 values along K per word, lowest nibble first
-  StoredTensor qzeros;     // i32 [G, N / 8]: 8 zero points along N per word
-  StoredTensor scales;     // f16 [G, N]
+  StoredTensor qweight;    // GptqInt4: i32 [K / 8, N], 8 values along K per word, lowest nibble first;
+                           // Int8PerChannel: i8 [N, K]
+  StoredTensor qzeros;     // GptqInt4: i32 [G, N / 8], 8 zero points along N per word
+  StoredTensor scales;     // GptqInt4: f16 [G, N]; Int8PerChannel: [N] or [N, 1]
   StoredTensor g_idx;      // i32 [K], group of each input; absent means k / group_size
   int64_t groups() const { return scales.shape.empty() ? 0 : scales.shape[0]; }
   int32_t group_of(int64_t k) const {
     return g_idx.present() ? static_cast<const int32_t*>(g_idx.data)[k] : int32_t(k / group_size);
   }
 };
+
+// A QuantizedWeight (parts to be filled in) that keeps `owner`, the buffer its parts point into,
+// alive: how quantizers hand out views of the matrices they make.
+template <class T>
+std::shared_ptr<QuantizedWeight> quantized_parts_owning(std::shared_ptr<const T> owner) {
+  struct Owning : QuantizedWeight {
+    std::shared_ptr<const T> owner;
+  };
+  auto q = std::make_shared<Owning>();
+  q->owner = std::move(owner);
+  return q;
+}
 
 // A tensor view. Matrices are nn.Linear layout: shape {out_features, in_features}, row-major.
 // A quantized matrix keeps that logical shape; its bytes are in `quant`, `data` is null.

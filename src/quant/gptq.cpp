@@ -63,7 +63,14 @@ int block_for(int block, int group, int64_t k) {
 }  // namespace
 
 void QuantOptions::validate() const {
-  SPECQ_CHECK(bits == 4, "--bits {}: only 4-bit quantization is supported", bits);
+  SPECQ_CHECK(bits == 4 || bits == 8,
+              "--bits {}: only 4-bit (W4A16: rtn, gptq) and 8-bit (W8A8: rtn, smoothquant) quantization is supported",
+              bits);
+  SPECQ_CHECK(bits == 4 || method != Method::Gptq, "--method gptq writes 4-bit weights (--bits 4)");
+  SPECQ_CHECK(bits == 8 || method != Method::SmoothQuant, "--method smoothquant writes 8-bit W8A8 weights (--bits 8)");
+  SPECQ_CHECK(bits == 4 || group_size == -1,
+              "--group-size {}: W8A8 weights have one scale per output channel; use -1 or leave it out", group_size);
+  SPECQ_CHECK(alpha >= 0.0 && alpha <= 1.0, "--alpha {} must be in [0, 1]", alpha);
   SPECQ_CHECK(group_size == -1 || group_size >= 8,
               "--group-size {}: use -1 (per-channel) or a group size of at least 8 (32, 64, 128...)", group_size);
   SPECQ_CHECK(!(act_order && method == Method::Rtn), "--act-order needs --method gptq (RTN has no column order)");
@@ -73,6 +80,11 @@ void QuantOptions::validate() const {
 }
 
 std::string incompatibility(int64_t n, int64_t k, const QuantOptions& options) {
+  if (options.bits == 8) {
+    if (k > kMaxInt8Inputs)
+      return fmt::format("its {} inputs overflow int32 accumulation (at most {})", k, kMaxInt8Inputs);
+    return {};
+  }
   if (k % 8 != 0) return fmt::format("its {} inputs are not a multiple of 8 (4-bit packing along K)", k);
   if (n % 8 != 0) return fmt::format("its {} outputs are not a multiple of 8 (zero-point packing along N)", n);
   const int g = options.group_size_for(k);
@@ -82,11 +94,7 @@ std::string incompatibility(int64_t n, int64_t k, const QuantOptions& options) {
 
 Weight gptq_weight_view(const std::shared_ptr<const GptqMatrix>& m) {
   // The parts point into the matrix, which the QuantizedWeight keeps alive.
-  struct Owning : QuantizedWeight {
-    std::shared_ptr<const GptqMatrix> matrix;
-  };
-  auto q = std::make_shared<Owning>();
-  q->matrix = m;
+  auto q = quantized_parts_owning(m);
   q->bits = 4;
   q->group_size = m->group_size;
   q->sym = m->sym;

@@ -11,17 +11,20 @@
 
 namespace specq::quant {
 
-enum class Method { Rtn, Gptq };
+// Rtn and Gptq at 4 bits write GptqInt4 (W4A16); Rtn and SmoothQuant at 8 bits write
+// Int8PerChannel (W8A8, quant/smoothquant.h).
+enum class Method { Rtn, Gptq, SmoothQuant };
 
 struct QuantOptions {
   Method method = Method::Gptq;
-  int bits = 4;
+  int bits = 4;                // 4: GptqInt4; 8: Int8PerChannel (W8A8, always per-channel)
   int group_size = 128;        // inputs per group; -1 = one group per output row (per-channel)
   bool sym = true;             // symmetric grid around the fixed zero 8
   bool act_order = false;      // GPTQ: quantize columns by descending Hessian diagonal (desc_act)
   bool static_groups = false;  // with act_order: groups are fixed runs of original columns
   double damp = 0.01;          // GPTQ: added to the Hessian diagonal, as a fraction of its mean
   int block_size = 128;        // GPTQ: columns per lazy update block
+  double alpha = 0.5;          // SmoothQuant: migration strength (0: none to the weights, 1: all)
   void validate() const;       // Error on unsupported combinations
   int group_size_for(int64_t k) const { return group_size < 0 ? int(k) : group_size; }
 };

@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "io/synthetic.h"
+#include "io/w8a8_checkpoint.h"
+#include "quant/smoothquant.h"
 
 namespace specq::quant {
 namespace {
@@ -33,6 +35,62 @@ void run_sequence(Runner& runner, std::span<const int32_t> ids, ForwardRequest::
     request.logits_rows = rows;
     const ForwardResult result = runner.forward(request);
     if (on_logits) on_logits(start, result);
+  }
+}
+
+// Checks calibration sequences against the model; returns their total tokens.
+int64_t check_calibration(const std::vector<std::vector<int32_t>>& calibration, const Runner& runner,
+                          const ModelConfig& c) {
+  int64_t tokens = 0;
+  for (const auto& seq : calibration) {
+    SPECQ_CHECK(!seq.empty(), "a calibration sequence is empty");
+    SPECQ_CHECK(int(seq.size()) <= runner.max_context(),
+                "a calibration sequence has {} tokens, more than the model's context of {}", seq.size(),
+                runner.max_context());
+    for (int32_t id : seq)
+      SPECQ_CHECK(id >= 0 && id < c.vocab_size, "calibration token id {} is outside the vocabulary [0, {})", id,
+                  c.vocab_size);
+    tokens += int64_t(seq.size());
+  }
+  return tokens;
+}
+
+// W8A8: (SmoothQuant: one calibration pass over the unquantized model for the activation ranges,
+// then smoothing folded into the weights) and int8 per-channel RTN of every block linear. Unlike
+// GPTQ no layer depends on its predecessors' quantization, so one pass serves all layers.
+void quantize_w8a8(Model& model, const QuantOptions& options, const std::vector<std::vector<int32_t>>& calibration,
+                   int threads, const std::vector<BlockLinear>& to_quantize, QuantizeSummary& summary,
+                   const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  const int total = int(to_quantize.size());
+  if (options.method == Method::SmoothQuant) {
+    SPECQ_CHECK(!calibration.empty(), "SmoothQuant needs calibration tokens (--calib or --calib-ids)");
+    SPECQ_CHECK(int(to_quantize.size()) == 7 * c.num_layers,
+                "SmoothQuant folds its factors into neighbouring linears, so every block linear must be quantizable "
+                "({})", summary.kept_dense.empty() ? "" : summary.kept_dense[0].second);
+    std::vector<LayerRanges> ranges(size_t(c.num_layers));
+    {
+      RunnerOptions ro;
+      ro.threads = threads;
+      ro.observe_linear_input = [&](const LinearInput& in) { observe_ranges(ranges, in); };
+      auto runner = make_cpu_runner(model, ro);
+      summary.calibration_tokens = check_calibration(calibration, *runner, c);
+      if (progress) progress(0, total, "calibration forward");
+      for (const auto& seq : calibration) run_sequence(*runner, seq, ForwardRequest::Rows::None, nullptr);
+    }
+    if (progress) progress(0, total, "smoothing");
+    smooth_model(model, ranges, options.alpha);
+  }
+  std::vector<float> dense;
+  int done = 0;
+  for (const BlockLinear& lin : to_quantize) {
+    if (progress) progress(done, total, lin.name);
+    Weight& w = *lin.weight;
+    dense.resize(size_t(w.numel()));
+    cpu::to_float(w.data, w.dtype, w.numel(), dense.data());
+    *lin.weight = int8_weight_view(std::make_shared<const Int8Matrix>(quantize_int8(dense.data(), w.rows(), w.cols())));
+    summary.quantized.push_back(lin.name);
+    ++done;
   }
 }
 
@@ -74,6 +132,15 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
     }
   }
 
+  if (options.bits == 8) {
+    std::vector<BlockLinear> all;
+    for (const auto& layer : to_quantize) all.insert(all.end(), layer.begin(), layer.end());
+    quantize_w8a8(model, options, calibration, threads, all, summary, progress);
+    if (progress) progress(total, total, "done");
+    summary.seconds = clock.seconds();
+    return summary;
+  }
+
   std::unique_ptr<Runner> runner;
   int observed_layer = -1;
   std::map<LinearSlot, HessianAccumulator> hessians;
@@ -87,16 +154,7 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
       if (it != hessians.end()) it->second.add(in.rows, in.n);
     };
     runner = make_cpu_runner(model, ro);
-    for (const auto& seq : calibration) {
-      SPECQ_CHECK(!seq.empty(), "a calibration sequence is empty");
-      SPECQ_CHECK(int(seq.size()) <= runner->max_context(),
-                  "a calibration sequence has {} tokens, more than the model's context of {}", seq.size(),
-                  runner->max_context());
-      for (int32_t id : seq)
-        SPECQ_CHECK(id >= 0 && id < c.vocab_size, "calibration token id {} is outside the vocabulary [0, {})", id,
-                    c.vocab_size);
-      summary.calibration_tokens += int64_t(seq.size());
-    }
+    summary.calibration_tokens = check_calibration(calibration, *runner, c);
   }
 
   int done = 0;
@@ -131,6 +189,13 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
 
 HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary) {
   HfWriteOptions write;
+  if (options.bits == 8) {
+    // compressed-tensors lists the modules it leaves dense by name.
+    std::vector<std::string> ignore = {"lm_head"};
+    for (const auto& [name, why] : summary.kept_dense) ignore.push_back(name);
+    write.quantization_config = w8a8_config_json(ignore);
+    return write;
+  }
   GptqConfig config;
   config.bits = options.bits;
   config.group_size = options.group_size;
@@ -138,12 +203,19 @@ HfWriteOptions checkpoint_write_options(const QuantOptions& options, const Quant
   config.desc_act = options.act_order;
   config.static_groups = options.static_groups;
   config.v2 = false;
-  write.quantization = config;
+  write.quantization_config = gptq_config_json(config);
+  // transformers/optimum's list of the block's quantized modules (the others load dense).
   const std::string layers = "model.layers.";
-  for (const auto& [name, why] : summary.kept_dense) {
-    const std::string in_block = name.substr(name.find('.', layers.size()) + 1);  // "mlp.down_proj"
-    if (std::find(write.dense_in_block.begin(), write.dense_in_block.end(), in_block) == write.dense_in_block.end())
-      write.dense_in_block.push_back(in_block);
+  std::vector<std::string> dense_in_block;
+  for (const auto& [name, why] : summary.kept_dense)
+    dense_in_block.push_back(name.substr(name.find('.', layers.size()) + 1));  // "mlp.down_proj"
+  if (!dense_in_block.empty()) {
+    std::vector<std::string> quantized;
+    for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
+      if (std::find(dense_in_block.begin(), dense_in_block.end(), name) == dense_in_block.end())
+        quantized.emplace_back(name);
+    write.quantization_config["modules_in_block_to_quantize"] = {quantized};
   }
   return write;
 }

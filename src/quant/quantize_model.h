@@ -1,7 +1,8 @@
-// Quantizes a loaded model's block linears to GPTQ 4-bit, in place, and measures perplexity.
+// Quantizes a loaded model's block linears in place, to GPTQ 4-bit (W4A16) or int8 W8A8 (RTN or
+// SmoothQuant, quant/smoothquant.h), and measures perplexity.
 // GPTQ is sequential over layers: the Hessians of layer l come from running the calibration
 // tokens through the model whose layers 0..l-1 are already quantized, so each layer corrects the
-// error its predecessors made.
+// error its predecessors made. SmoothQuant needs one calibration pass of the unquantized model.
 #pragma once
 #include <functional>
 #include <span>
@@ -34,14 +35,15 @@ struct QuantizeSummary {
 using ProgressFn = std::function<void(int done, int total, const std::string& what)>;
 
 // Replaces every compatible block linear of `model` with its quantized form (the model keeps
-// ownership); incompatible ones (dimensions not multiples of 8, groups not dividing K) stay dense
-// and are listed. GPTQ needs calibration sequences (token ids, each starting a new context).
+// ownership); incompatible ones (4-bit: dimensions not multiples of 8, groups not dividing K) stay
+// dense and are listed. GPTQ and SmoothQuant need calibration sequences (token ids, each starting a
+// new context); SmoothQuant also rewrites the norms, v_proj and up_proj it folds its factors into.
 QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
                                const std::vector<std::vector<int32_t>>& calibration, int threads,
                                const ProgressFn& progress);
 
 // How write_hf_model describes a model quantized with `options`: its quantization_config (v1
-// "gptq" format) and the block linears that stayed dense.
+// "gptq", or compressed-tensors int8 W8A8) naming the block linears that stayed dense.
 HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary);
 
 // exp(mean negative log-likelihood) of ids[1..] given the preceding ids, one context from

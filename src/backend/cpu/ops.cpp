@@ -52,7 +52,60 @@ inline float dot(const float* a, const float* b, int64_t k) {
 #endif
 }
 
+int32_t dot_int8(const int8_t* a, const int8_t* b, int64_t k) {
+  int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < k; ++i) sum += int32_t(a[i]) * int32_t(b[i]);
+  return sum;
+}
+
+// W8A8: token-major, so each thread quantizes an input row into its own scratch and reuses it
+// for its share of output rows (the rows are re-quantized per thread: K work against N * K).
+void linear_int8(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
+                 float* scratch, int threads) {
+  const int64_t N = w.rows(), K = w.cols();
+  const QuantizedWeight& q = *w.quant;
+  const auto* weights = static_cast<const int8_t*>(q.qweight.data);
+  auto output_rows = [&](int64_t first, int64_t last, float* thread_scratch) {
+    auto* qx = reinterpret_cast<int8_t*>(thread_scratch);  // K bytes of K floats
+    for (int t = 0; t < n; ++t) {
+      const float sx = quantize_row_int8(in + int64_t(t) * K, K, qx);
+      for (int64_t o = first; o < last; ++o) {
+        const int32_t acc = dot_int8(qx, weights + o * K, K);
+        const float sw = load_as_float(q.scales.data, q.scales.dtype, size_t(o));
+        // The compiler may fuse the bias add into an FMA (C++ allows it): a rounding less, not more.
+        out[t * out_stride + o] = float(acc) * sx * sw + (bias != nullptr ? bias[o] : 0.0f);
+      }
+    }
+  };
+  if (threads == 1) {
+    output_rows(0, N, scratch);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
+    output_rows(N * id / count, N * (id + 1) / count, scratch + id * K);
+  }
+}
+
 }  // namespace
+
+float quantize_row_int8(const float* x, int64_t k, int8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < k; ++i) {
+    amax = std::max(amax, std::fabs(x[i]));
+    finite = finite && std::isfinite(x[i]);
+  }
+  const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+  if (!(scale > 0.0f)) {  // all zero (scale 0) or not finite (NaN): codes 0
+    std::fill_n(q, k, int8_t(0));
+    return scale;
+  }
+  for (int64_t i = 0; i < k; ++i) q[i] = int8_t(std::clamp(std::nearbyint(x[i] / scale), -127.0f, 127.0f));
+  return scale;
+}
 
 void to_float(const void* src, DType dtype, int64_t n, float* dst) {
   switch (dtype) {
@@ -107,6 +160,8 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const auto* base = static_cast<const uint8_t*>(w.data);
   const bool convert = w.dtype != DType::F32;  // dense fp16/bf16 rows are converted first
   const int64_t work = N * K * n;
+  if (w.format == WeightFormat::Int8PerChannel)
+    return linear_int8(in, n, w, bias, out, out_stride, scratch, threads_for(work));
   auto output_rows = [&](int64_t first, int64_t last, float* row_buffer) {
     for (int64_t o = first; o < last; ++o) {
       const float* row;

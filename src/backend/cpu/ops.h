@@ -17,10 +17,18 @@ void rmsnorm(const float* x, const float* w, float eps, float* out, int n, int d
 // x[t] += delta[t] (when delta is given), then out[t] = rmsnorm(x[t]).
 void add_rmsnorm(float* x, const float* delta, const float* w, float eps, float* out, int n, int dim);
 
+// W8A8 activation quantization of one row of k values (docs/FORMATS.md): symmetric, per token,
+// scale = max|x| / 127 (0 for an all-zero row), q = clamp(round_half_even(x / scale), -127, 127).
+// Returns the scale. A row with a non-finite value gets codes 0 and a non-finite scale, so the
+// linear's output is NaN rather than a silently wrong number.
+float quantize_row_int8(const float* x, int64_t k, int8_t* q);
+
 // out[t * out_stride + o] = sum_k in[t * K + k] * W[o, k] (+ bias[o]) for the n rows of `in`.
-// W is [N, K] of any floating dtype, or quantized (each row dequantized exactly, then fp32 math).
+// W is [N, K] of any floating dtype, or GptqInt4 (each row dequantized exactly, then fp32 math),
+// or Int8PerChannel: each input row is quantized by quantize_row_int8, then
+// out = float(sum_k q_x[k] * q_w[o, k]) * s_x * s_w[o] (+ bias[o]), the sum exact in int32.
 // Rows of W are split over threads; scratch holds omp_get_max_threads() * K floats for
-// converting fp16/bf16 or dequantizing rows.
+// converting fp16/bf16, dequantizing rows, or one quantized input row.
 void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
             float* scratch);
 
