@@ -135,6 +135,11 @@ std::string_view weight_format_name(WeightFormat format) {
 
 size_t Weight::nbytes() const {
   if (quant == nullptr) return size_t(numel()) * dtype_size(dtype);
+  if (synthetic && !quant->qweight.present() && format == WeightFormat::GptqInt4) {
+    // Not made yet: the bytes its AutoGPTQ tensors will take (fp16 scales, no g_idx).
+    const size_t groups = size_t(cols() / quant->group_size);
+    return size_t(rows()) * size_t(cols()) / 2 + groups * size_t(rows()) * 2 + groups * size_t(rows()) / 2;
+  }
   return quant->qweight.nbytes() + quant->qzeros.nbytes() + quant->scales.nbytes() + quant->g_idx.nbytes();
 }
 
@@ -143,6 +148,12 @@ void validate_quantized(const std::string& name, const Weight& w, int64_t n, int
               weight_format_name(w.format));
   switch (w.format) {
     case WeightFormat::GptqInt4:
+      if (w.synthetic && !w.quant->qweight.present()) {  // tensors made on demand (synthetic_gptq_parts)
+        SPECQ_CHECK(n % 8 == 0 && k % 8 == 0 && w.quant->group_size > 0 && k % w.quant->group_size == 0,
+                    "synthetic 4-bit tensor '{}' [{}, {}] with group size {} cannot be packed", name, n, k,
+                    w.quant->group_size);
+        return;
+      }
       validate_gptq(name, *w.quant, n, k);
       return;
     case WeightFormat::Int8PerChannel:
