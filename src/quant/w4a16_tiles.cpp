@@ -30,6 +30,11 @@ int zero_bias(DType act) { return act == DType::F16 ? 1024 : 128; }
 
 }  // namespace
 
+size_t W4A16Tiles::scale_index(int tile, int group, int i) const {
+  const size_t words = sym ? 1 : 2;
+  return (size_t(tile) * size_t(groups) + size_t(group)) * 16 * words + size_t(i % 8) * 2 * words + size_t(i / 8);
+}
+
 int W4A16Tiles::source_row(int tile, int i) const {
   const int row = swiglu ? (i < 8 ? 8 * tile + i : rows / 2 + 8 * tile + i - 8) : 16 * tile + i;
   if (swiglu) return 8 * tile + (i % 8) < rows / 2 ? row : -1;
@@ -100,9 +105,9 @@ W4A16Tiles pack_w4a16_tiles(std::span<const Weight* const> parts, DType act, boo
       if (row < 0) continue;
       const auto [p, r] = part_of(row);
       for (int g = 0; g < t.groups; ++g) {
-        const size_t at = ((size_t(tile) * t.groups + g) * 16 + i) * words_per_scale;
+        const size_t at = t.scale_index(tile, g, i);
         t.scales[at] = to_act_bits(p->scale(g, r), act);
-        if (!t.sym) t.scales[at + 1] = to_act_bits(float(bias + p->zero(g, r)), act);
+        if (!t.sym) t.scales[at + 2] = to_act_bits(float(bias + p->zero(g, r)), act);
       }
     }
     for (int c = 0; c < t.chunks; ++c) {
@@ -143,7 +148,6 @@ void unpack_w4a16_row(const W4A16Tiles& t, int row, float* out) {
       }
   SPECQ_CHECK(tile >= 0, "unpack_w4a16_row: row {} is not in the tiles", row);
   const int gid = pos % 8, half = pos / 8;
-  const int words_per_scale = t.sym ? 1 : 2;
   const int bias = zero_bias(t.act);
   for (int i = 0; i < t.k; ++i) {
     const int c = i / 64, tig = (i % 64) / 16, j = (i % 16) / 4, e = i % 4;
@@ -151,11 +155,11 @@ void unpack_w4a16_row(const W4A16Tiles& t, int row, float* out) {
     const int shift = (e % 2) * 16 + (e / 2) * 8 + 4 * half;
     const int q = int((word >> shift) & 15u);
     const int g = i / t.group_size;
-    const size_t at = ((size_t(tile) * t.groups + g) * 16 + pos) * words_per_scale;
+    const size_t at = t.scale_index(tile, g, pos);
     const float s = from_act_bits(t.scales[at], t.act);
-    const float zero = t.sym ? 8.0f : from_act_bits(t.scales[at + 1], t.act) - float(bias);
+    const float zero = t.sym ? 8.0f : from_act_bits(t.scales[at + 2], t.act) - float(bias);
     const int k = t.perm.empty() ? i : t.perm[size_t(i)];
-    out[k] = from_act_bits(to_act_bits((float(q) - zero) * s, t.act), t.act);  // the kernel's one rounding
+    out[k] = (float(q) - zero) * s;
   }
 }
 

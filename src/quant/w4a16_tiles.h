@@ -29,11 +29,14 @@ struct W4A16Tiles {
   bool swiglu = false;  // rows are [gate; up]: tile t holds gate rows 8t..8t+7 then up rows 8t..8t+7
   DType act = DType::F16;
   std::vector<uint32_t> tiles;  // [row_tiles][chunks][32 lanes][4 words]
-  // sym: [row_tiles][groups][16] scales as `act` bits; asym: [row_tiles][groups][16][2] {scale,
-  // bias + zero} with bias 1024 (f16) or 128 (bf16), the exponent trick's offset.
+  // Per tile and group, as `act` bits, paired for one 32-bit load per lane: sym [8][2] = {scale of
+  // row gid, scale of row gid + 8}; asym [8][4] = {scale r0, scale r1, bias + zero r0, bias + zero r1}
+  // with bias 1024 (f16) or 128 (bf16), the exponent trick's offset.
   std::vector<uint16_t> scales;
   std::vector<int32_t> perm;  // act-order: kernel input i is model input perm[i]; empty otherwise
 
+  // Index in `scales` of the scale of tile row i (< 16) in `group` (its zero point: + 2 when asym).
+  size_t scale_index(int tile, int group, int i) const;
   // Logical output row of tile row (tile, i), i < 16; -1 for padding.
   int source_row(int tile, int i) const;
 };
@@ -45,8 +48,8 @@ struct W4A16Tiles {
 // 16, K not a multiple of 16, act-order groups that are not contiguous runs of group_size inputs.
 W4A16Tiles pack_w4a16_tiles(std::span<const Weight* const> parts, DType act, bool swiglu, const std::string& name);
 
-// The values the kernel computes with for logical row `row`, k floats in model input order:
-// (q - zero) * scale rounded to the activation dtype (the kernel's half2 multiply).
+// The weights of logical row `row`, k floats in model input order: (q - zero) * scale with the
+// scale rounded to the activation dtype (kernels that scale before the MMA also round the product).
 void unpack_w4a16_row(const W4A16Tiles& t, int row, float* out);
 
 }  // namespace specq

@@ -24,8 +24,7 @@
 namespace specq::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
+constexpr int kWarps = 4;  // of the direct kernel
 constexpr int kXLd = 64 + 8;  // padded token row (elements): the 16-byte fragment loads hit distinct banks
 constexpr int kMaxBlocks = 4;    // split-K partials: as many bytes as kMaxBlocks * sm_count blocks of the widest shape
 constexpr int kMaxTickets = 32;  // split-K output tiles per multiprocessor
@@ -45,10 +44,11 @@ struct W4Params {
 // rows x {scale, zero} halves.
 constexpr int kScaleBytes = 4 * 16 * 2 * 2;
 
-template <int NT, int MW, int WK>
+template <int NT, int MW, int WK, int W>
 struct Shape {
-  static constexpr int kStages = NT <= 2 ? 6 : 4;  // few tokens: a deeper ring keeps more weight bytes in flight
-  static constexpr int kRowWarps = kWarps / WK;
+  static constexpr int kStages = 4;
+  static constexpr int kThreads = 32 * W;
+  static constexpr int kRowWarps = W / WK;
   static constexpr int kTokens = 8 * NT;
   static constexpr int kWeightBytes = kRowWarps * MW * 512;
   static constexpr int kXBytes = kTokens * kXLd * 2;
@@ -60,25 +60,20 @@ struct Shape {
 };
 
 // Four A registers (16 x 16 block j of the lane's word) from 8 nibbles: rows r0 (registers 0, 2)
-// and r1 (1, 3) with their scales s and zero-plus-bias zb (half2 / bfloat162 of equal halves).
-template <typename T>
+// and r1 (1, 3) with their zero-plus-bias zb and, when kScale, their scales s (half2 / bfloat162
+// of equal halves). Without kScale the registers hold the exact integers q - z.
+template <typename T, bool kScale = true>
 __device__ __forceinline__ void dequant(uint32_t word, uint32_t s0, uint32_t zb0, uint32_t s1, uint32_t zb1,
                                         uint32_t (&a)[4]) {
   constexpr uint32_t kMagic = std::is_same_v<T, __half> ? 0x64006400u : 0x43004300u;
+  using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const uint32_t raw = ((word >> (4 * i)) & 0x000f000fu) | kMagic;
     const uint32_t zb = (i % 2 == 0) ? zb0 : zb1, s = (i % 2 == 0) ? s0 : s1;
-    if constexpr (std::is_same_v<T, __half>) {
-      const __half2 v = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&raw), *reinterpret_cast<const __half2*>(&zb)),
-                                *reinterpret_cast<const __half2*>(&s));
-      a[i] = *reinterpret_cast<const uint32_t*>(&v);
-    } else {
-      const __nv_bfloat162 v =
-          __hmul2(__hsub2(*reinterpret_cast<const __nv_bfloat162*>(&raw), *reinterpret_cast<const __nv_bfloat162*>(&zb)),
-                  *reinterpret_cast<const __nv_bfloat162*>(&s));
-      a[i] = *reinterpret_cast<const uint32_t*>(&v);
-    }
+    T2 v = __hsub2(*reinterpret_cast<const T2*>(&raw), *reinterpret_cast<const T2*>(&zb));
+    if constexpr (kScale) v = __hmul2(v, *reinterpret_cast<const T2*>(&s));
+    a[i] = *reinterpret_cast<const uint32_t*>(&v);
   }
 }
 
@@ -123,69 +118,107 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
   return v;
 }
 
+// A lane's scale pair (rows gid and gid + 8 of its tile) for one group: {scale r0, scale r1} and,
+// asymmetric, {zero+bias r0, zero+bias r1} (W4A16Tiles stores them side by side for one load).
+__device__ __forceinline__ uint32_t lo_splat(uint32_t pair) { return __byte_perm(pair, 0, 0x1010); }
+__device__ __forceinline__ uint32_t hi_splat(uint32_t pair) { return __byte_perm(pair, 0, 0x3232); }
+
 // Few tokens (8 * NT <= 16): no shared-memory staging and no barrier in the loop. The 4 warps of a
-// block share one row tile and take interleaved chunks; each warp issues the 16-byte weight words,
-// token fragments (L1-resident: the tokens are a few KB) and scales of kUnroll chunks before it
-// dequantizes any, so each warp keeps 2 KB of weights in flight like a GEMV. Warps reduce
-// through shared memory at the end; blocks splitting K through finish_split_k.
-template <typename T, int NT>
-__global__ void __launch_bounds__(kThreads) w4a16_direct_kernel(W4Params p) {
-  constexpr int kUnroll = 4;
+// block share one row tile, each streaming a contiguous run of its chunks: a warp issues the
+// 16-byte weight words and scale pairs of kUnroll chunks (kUnroll * 512 bytes in flight), then
+// dequantizes and multiplies them; tokens (a few KB, L1-resident) are loaded just before use.
+// kPostScale (group size a multiple of 64, so a chunk lies in one group): the MMAs run on the
+// exact integers q - z and the group's partial sums are scaled once per group in fp32, which
+// takes the half2 multiply out of every weight pair. Warps reduce through shared memory at the
+// end; blocks splitting K through finish_split_k.
+template <typename T, int NT, int kUnroll, bool kPostScale>
+__global__ void __launch_bounds__(32 * kWarps) w4a16_direct_kernel(W4Params p) {
   __shared__ float red[kWarps - 1][NT * 4][32];
   chain_start();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
   const int t0 = blockIdx.x * 8 * NT, tile = blockIdx.y, split = blockIdx.z;
   const W4A16Weight& w = p.w;
-  const int c_begin = split * p.chunks_per_split, c_end = min(w.chunks, c_begin + p.chunks_per_split);
+  const int s_begin = split * p.chunks_per_split, s_end = min(w.chunks, s_begin + p.chunks_per_split);
+  const int per_warp = (s_end - s_begin + kWarps - 1) / kWarps;
+  const int c_begin = min(s_end, s_begin + warp * per_warp), c_end = min(s_end, c_begin + per_warp);
   const uint4* tile_words = static_cast<const uint4*>(w.tiles) + int64_t(tile) * w.chunks * 32 + lane;
   const T* x = static_cast<const T*>(p.x);
-  const uint16_t* scales = static_cast<const uint16_t*>(w.scales) + int64_t(tile) * w.groups * 16 * (w.sym ? 1 : 2);
   const int sw = w.sym ? 1 : 2;
+  const uint16_t* scales = static_cast<const uint16_t*>(w.scales) + int64_t(tile) * w.groups * 16 * sw + gid * 2 * sw;
   const uint32_t sym_zb = splat(std::is_same_v<T, __half> ? 0x6408u : 0x4308u);
+  const int chunks_per_group = w.group_size / 64;  // kPostScale only
 
-  float acc[NT][4];
+  float acc[NT][4], part[NT][4];
 #pragma unroll
-  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e] = 0.0f;
+  // kPostScale: chunks left in the current group, and that group's scale pair.
+  int left = c_begin < c_end ? chunks_per_group - c_begin % max(chunks_per_group, 1) : 0;
+  uint32_t group_scales = 0;
+  auto flush = [&](uint32_t pair) {
+    const float s0 = __half2float(__ushort_as_half(uint16_t(pair & 0xffffu)));
+    const float s1 = __half2float(__ushort_as_half(uint16_t(pair >> 16)));
+    const float b0 = std::is_same_v<T, __half> ? s0 : __uint_as_float((pair & 0xffffu) << 16);
+    const float b1 = std::is_same_v<T, __half> ? s1 : __uint_as_float(pair & 0xffff0000u);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      acc[j][0] += part[j][0] * b0, acc[j][1] += part[j][1] * b0;
+      acc[j][2] += part[j][2] * b1, acc[j][3] += part[j][3] * b1;
+      part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
+    }
+  };
 
-  for (int c0 = c_begin + warp; c0 < c_end; c0 += kUnroll * kWarps) {
-    uint4 wq[kUnroll], xv[kUnroll][NT][2];
-    uint32_t s0[kUnroll], s1[kUnroll], zb0[kUnroll], zb1[kUnroll];
+  for (int c0 = c_begin; c0 < c_end; c0 += kUnroll) {
+    uint4 wq[kUnroll];
+    uint32_t sp[kUnroll], zp[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int c = c0 + u * kWarps;
+      const int c = c0 + u;
       const bool valid = c < c_end;
       wq[u] = valid ? load_streaming(tile_words + int64_t(c) * 32) : make_uint4(0, 0, 0, 0);
-      const int col = 64 * c + 16 * tig;
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int t = t0 + 8 * j + gid;
-        const bool ok = valid && t < p.n && col < w.k;
-        const uint4* src = reinterpret_cast<const uint4*>(x + int64_t(t) * w.k + col);
-        xv[u][j][0] = ok ? __ldg(src) : make_uint4(0, 0, 0, 0);
-        xv[u][j][1] = ok ? __ldg(src + 1) : make_uint4(0, 0, 0, 0);
-      }
-      const int group = min(col / w.group_size, w.groups - 1);
-      const uint16_t* sg = scales + group * 16 * sw;
-      s0[u] = valid ? splat(__ldg(sg + gid * sw)) : 0u;
-      s1[u] = valid ? splat(__ldg(sg + (gid + 8) * sw)) : 0u;
-      zb0[u] = w.sym || !valid ? sym_zb : splat(__ldg(sg + gid * 2 + 1));
-      zb1[u] = w.sym || !valid ? sym_zb : splat(__ldg(sg + (gid + 8) * 2 + 1));
+      const int group = kPostScale ? c / max(chunks_per_group, 1) : min((64 * c + 16 * tig) / w.group_size, w.groups - 1);
+      const uint16_t* sg = scales + int64_t(valid ? group : 0) * 16 * sw;
+      sp[u] = __ldg(reinterpret_cast<const uint32_t*>(sg));
+      zp[u] = w.sym ? 0u : __ldg(reinterpret_cast<const uint32_t*>(sg) + 1);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + u, col = 64 * c + 16 * tig;
+      if (c >= c_end) break;
+      uint4 xv[NT][2];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int t = t0 + 8 * j + gid;
+        const bool ok = t < p.n && col < w.k;
+        const uint4* src = reinterpret_cast<const uint4*>(x + int64_t(t) * w.k + col);
+        xv[j][0] = ok ? __ldg(src) : make_uint4(0, 0, 0, 0);
+        xv[j][1] = ok ? __ldg(src + 1) : make_uint4(0, 0, 0, 0);
+      }
+      const uint32_t zb0 = w.sym ? sym_zb : lo_splat(zp[u]), zb1 = w.sym ? sym_zb : hi_splat(zp[u]);
+      if constexpr (kPostScale) {
+        if (left == 0) {
+          flush(group_scales);
+          left = chunks_per_group;
+        }
+        --left;
+        group_scales = sp[u];
+      }
+      const uint32_t s0 = lo_splat(sp[u]), s1 = hi_splat(sp[u]);
       const uint32_t words[4] = {wq[u].x, wq[u].y, wq[u].z, wq[u].w};
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
         uint32_t a[4];
-        dequant<T>(words[b], s0[u], zb0[u], s1[u], zb1[u], a);
+        dequant<T, !kPostScale>(words[b], s0, zb0, s1, zb1, a);
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-          const uint32_t* xf = reinterpret_cast<const uint32_t*>(&xv[u][j][0]);
-          mma_16816<T>(acc[j], a, xf[2 * b], xf[2 * b + 1]);
+          const uint32_t* xf = reinterpret_cast<const uint32_t*>(&xv[j][0]);
+          mma_16816<T>(kPostScale ? part[j] : acc[j], a, xf[2 * b], xf[2 * b + 1]);
         }
       }
     }
   }
+  if constexpr (kPostScale) flush(group_scales);
 
   float(&flat)[NT * 4] = reinterpret_cast<float(&)[NT * 4]>(acc);
   if (warp > 0) {
@@ -206,9 +239,9 @@ __global__ void __launch_bounds__(kThreads) w4a16_direct_kernel(W4Params p) {
   if (warp == 0) store_tile<T, NT>(p, tile, t0, gid, tig, acc);
 }
 
-template <typename T, int NT, int MW, int WK>
-__global__ void __launch_bounds__(kThreads) w4a16_kernel(W4Params p) {
-  using S = Shape<NT, MW, WK>;
+template <typename T, int NT, int MW, int WK, int W>
+__global__ void __launch_bounds__(32 * W) w4a16_kernel(W4Params p) {
+  using S = Shape<NT, MW, WK, W>;
   chain_start();
   extern __shared__ __align__(16) unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
@@ -236,14 +269,14 @@ __global__ void __launch_bounds__(kThreads) w4a16_kernel(W4Params p) {
       const bool chunk_ok = c < c_end;
       unsigned char* chunk = base + q * S::kChunkBytes;
 #pragma unroll
-      for (int i = threadIdx.x; i < S::kRowWarps * MW * 32; i += kThreads) {
+      for (int i = threadIdx.x; i < S::kRowWarps * MW * 32; i += S::kThreads) {
         const int tile = tile0 + i / 32;
         const bool ok = chunk_ok && tile < w.row_tiles;
         cp_async16(chunk + i * 16, ok ? tiles + (int64_t(tile) * w.chunks + c) * 32 + i % 32 : tiles, ok);
       }
       T* xs = reinterpret_cast<T*>(chunk + S::kWeightBytes);
 #pragma unroll
-      for (int i = threadIdx.x; i < S::kTokens * 8; i += kThreads) {
+      for (int i = threadIdx.x; i < S::kTokens * 8; i += S::kThreads) {
         const int t = i / 8, col = 64 * c + 8 * (i % 8);
         const bool ok = chunk_ok && t0 + t < p.n && col < w.k;
         cp_async16(xs + t * kXLd + 8 * (i % 8), ok ? x + int64_t(t0 + t) * w.k + col : x, ok);
@@ -252,7 +285,7 @@ __global__ void __launch_bounds__(kThreads) w4a16_kernel(W4Params p) {
       unsigned char* ss = chunk + S::kWeightBytes + S::kXBytes;
       const int pieces = chunk_ok ? chunk_groups(c) * 2 * scale_words : 0;  // 16-byte pieces per tile
 #pragma unroll
-      for (int i = threadIdx.x; i < S::kRowWarps * MW * 16; i += kThreads) {
+      for (int i = threadIdx.x; i < S::kRowWarps * MW * 16; i += S::kThreads) {
         const int tile = tile0 + i / 16, piece = i % 16;
         const bool ok = piece < pieces && tile < w.row_tiles;
         const uint16_t* src = scales + (int64_t(tile) * w.groups + (chunk_ok ? first_group(c) : 0)) * 16 * scale_words;
@@ -300,10 +333,10 @@ __global__ void __launch_bounds__(kThreads) w4a16_kernel(W4Params p) {
       const int tile = tile0 + wr * MW + m;
       if (tile >= w.row_tiles) continue;
       const uint4 wq = reinterpret_cast<const uint4*>(chunk)[(wr * MW + m) * 32 + lane];
-      const uint16_t* sg = ss + (wr * MW + m) * (kScaleBytes / 2) + group * 16 * scale_words;
-      const uint32_t s0 = splat(sg[gid * scale_words]), s1 = splat(sg[(gid + 8) * scale_words]);
-      const uint32_t zb0 = w.sym ? sym_zb : splat(sg[gid * 2 + 1]);
-      const uint32_t zb1 = w.sym ? sym_zb : splat(sg[(gid + 8) * 2 + 1]);
+      const uint32_t* sg = reinterpret_cast<const uint32_t*>(ss + (wr * MW + m) * (kScaleBytes / 2) +
+                                                             (group * 16 + gid * 2) * scale_words);
+      const uint32_t s0 = lo_splat(sg[0]), s1 = hi_splat(sg[0]);
+      const uint32_t zb0 = w.sym ? sym_zb : lo_splat(sg[1]), zb1 = w.sym ? sym_zb : hi_splat(sg[1]);
       const uint32_t words[4] = {wq.x, wq.y, wq.z, wq.w};
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
@@ -354,7 +387,7 @@ __global__ void permute_columns_kernel(const T* __restrict__ x, const int32_t* _
 int tickets_bytes(int sm_count) { return (kMaxTickets * sm_count * 4 + 255) / 256 * 256; }
 size_t partial_bytes(int sm_count) {
   // Per block at most 4 row warps x (2 x 8 x 4) accumulators x 32 lanes.
-  return size_t(kMaxBlocks) * sm_count * kWarps * 64 * 32 * 4;
+  return size_t(kMaxBlocks) * sm_count * 32768;
 }
 
 struct Grid {
@@ -362,7 +395,7 @@ struct Grid {
 };
 // Split-K partial bytes one block of this shape writes.
 size_t partial_bytes_per_block(const W4A16Config& c) {
-  const int slots = c.direct ? 32 : (kWarps / c.warps_k) * 32;
+  const int slots = c.direct ? 32 : (c.warps / c.warps_k) * 32;
   return size_t(c.direct ? 1 : c.warp_rows) * c.token_tiles * 4 * slots * 4;
 }
 bool split_fits(const W4A16Config& c, int blocks, int splits, int sm_count) {
@@ -370,38 +403,52 @@ bool split_fits(const W4A16Config& c, int blocks, int splits, int sm_count) {
                          size_t(blocks) * splits * partial_bytes_per_block(c) <= partial_bytes(sm_count));
 }
 Grid grid_of(const W4A16Config& c, const W4A16Weight& w, int n) {
-  const int rows_per_block = c.direct ? 1 : (kWarps / c.warps_k) * c.warp_rows;
+  const int rows_per_block = c.direct ? 1 : (c.warps / c.warps_k) * c.warp_rows;
   return {ceil_div(n, 8 * c.token_tiles), ceil_div(w.row_tiles, rows_per_block)};
 }
 
-template <typename T, int NT, int MW, int WK>
+template <typename T, int NT, int MW, int WK, int W>
 void launch(const W4Params& p, const Grid& g, cudaStream_t stream) {
-  auto kernel = w4a16_kernel<T, NT, MW, WK>;
-  const size_t smem = Shape<NT, MW, WK>::kSmem;
-  SPECQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  launch_chained(kernel, dim3(unsigned(g.token_blocks), unsigned(g.row_blocks), unsigned(p.splits)), dim3(kThreads),
+  auto kernel = w4a16_kernel<T, NT, MW, WK, W>;
+  const size_t smem = Shape<NT, MW, WK, W>::kSmem;
+  static const bool attribute_set = [&] {  // once per instantiation, not on every (captured) launch
+    SPECQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)attribute_set;
+  launch_chained(kernel, dim3(unsigned(g.token_blocks), unsigned(g.row_blocks), unsigned(p.splits)), dim3(32 * W),
                  smem, stream, p);
 }
 
-// The compiled shapes: {token_tiles, warp_rows, warps_k}.
-#define SPECQ_W4A16_SHAPES(X) X(2, 1, 2) X(4, 1, 2) X(4, 2, 1) X(8, 1, 1) X(8, 2, 1)
+// The compiled shapes: {token_tiles, warp_rows, warps_k, warps}.
+#define SPECQ_W4A16_SHAPES(X) \
+  X(4, 1, 2, 4) X(4, 2, 1, 4) X(8, 1, 1, 4) X(8, 2, 1, 4) X(4, 2, 1, 8) X(8, 1, 1, 8) X(8, 2, 1, 8)
 
-template <typename T, int NT>
+template <typename T, int NT, int kUnroll>
 void launch_direct(const W4Params& p, const Grid& g, cudaStream_t stream) {
-  launch_chained(w4a16_direct_kernel<T, NT>, dim3(unsigned(g.token_blocks), unsigned(g.row_blocks), unsigned(p.splits)),
-                 dim3(kThreads), 0, stream, p);
+  if (p.w.group_size % 64 == 0) {
+    launch_chained(w4a16_direct_kernel<T, NT, kUnroll, true>,
+                   dim3(unsigned(g.token_blocks), unsigned(g.row_blocks), unsigned(p.splits)), dim3(32 * kWarps), 0,
+                   stream, p);
+    return;
+  }
+  launch_chained(w4a16_direct_kernel<T, NT, kUnroll, false>, dim3(unsigned(g.token_blocks), unsigned(g.row_blocks), unsigned(p.splits)),
+                 dim3(32 * kWarps), 0, stream, p);
 }
 
 template <typename T>
 void launch_shape(const W4A16Config& c, const W4Params& p, const Grid& g, cudaStream_t stream) {
   if (c.direct) {
-    if (c.token_tiles == 1) return launch_direct<T, 1>(p, g, stream);
-    if (c.token_tiles == 2) return launch_direct<T, 2>(p, g, stream);
+    if (c.token_tiles == 1 && c.unroll == 4) return launch_direct<T, 1, 4>(p, g, stream);
+    if (c.token_tiles == 1 && c.unroll == 8) return launch_direct<T, 1, 8>(p, g, stream);
+    if (c.token_tiles == 1 && c.unroll == 16) return launch_direct<T, 1, 16>(p, g, stream);
+    if (c.token_tiles == 2 && c.unroll == 4) return launch_direct<T, 2, 4>(p, g, stream);
+    if (c.token_tiles == 2 && c.unroll == 8) return launch_direct<T, 2, 8>(p, g, stream);
   }
-#define SPECQ_W4A16_CASE(NT, MW, WK)                                   \
-  if (!c.direct && c.token_tiles == NT && c.warp_rows == MW && c.warps_k == WK) { \
-    launch<T, NT, MW, WK>(p, g, stream);                               \
-    return;                                                            \
+#define SPECQ_W4A16_CASE(NT, MW, WK, W)                                                                \
+  if (!c.direct && c.token_tiles == NT && c.warp_rows == MW && c.warps_k == WK && c.warps == W) { \
+    launch<T, NT, MW, WK, W>(p, g, stream);                                                       \
+    return;                                                                                       \
   }
   SPECQ_W4A16_SHAPES(SPECQ_W4A16_CASE)
 #undef SPECQ_W4A16_CASE
@@ -415,15 +462,18 @@ void require(bool ok, const std::string& what) {
 }  // namespace
 
 std::string W4A16Config::name() const {
-  if (direct) return "direct-t" + std::to_string(8 * token_tiles) + "s" + std::to_string(splits);
+  if (direct)
+    return "direct-t" + std::to_string(8 * token_tiles) + "u" + std::to_string(unroll) + "s" + std::to_string(splits);
   return "t" + std::to_string(8 * token_tiles) + "r" + std::to_string(16 * warp_rows) + "k" + std::to_string(warps_k) +
-         "s" + std::to_string(splits);
+         "w" + std::to_string(warps) + "s" + std::to_string(splits);
 }
 
 const std::vector<W4A16Config>& w4a16_shapes() {
   static const std::vector<W4A16Config> shapes = {
-      W4A16Config{1, 1, kWarps, 1, true}, W4A16Config{2, 1, kWarps, 1, true},
-#define SPECQ_W4A16_ENTRY(NT, MW, WK) W4A16Config{NT, MW, WK, 1, false},
+      W4A16Config{1, 1, kWarps, 1, true, kWarps, 4},  W4A16Config{1, 1, kWarps, 1, true, kWarps, 8},
+      W4A16Config{1, 1, kWarps, 1, true, kWarps, 16}, W4A16Config{2, 1, kWarps, 1, true, kWarps, 4},
+      W4A16Config{2, 1, kWarps, 1, true, kWarps, 8},
+#define SPECQ_W4A16_ENTRY(NT, MW, WK, W) W4A16Config{NT, MW, WK, 1, false, W, 0},
       SPECQ_W4A16_SHAPES(SPECQ_W4A16_ENTRY)
 #undef SPECQ_W4A16_ENTRY
   };
@@ -440,8 +490,9 @@ std::vector<int> w4a16_split_choices(const W4A16Config& shape, const W4A16Weight
 }
 
 W4A16Config w4a16_default_config(const W4A16Weight& w, int n, int sm_count) {
-  W4A16Config c = n <= 8 ? W4A16Config{1, 1, kWarps, 1, true} : n <= 16 ? W4A16Config{2, 1, kWarps, 1, true}
-                : n <= 32 ? W4A16Config{4, 1, 2, 1, false} : W4A16Config{8, 1, 1, 1, false};
+  W4A16Config c = n <= 8 ? W4A16Config{1, 1, kWarps, 1, true, kWarps, 8}
+                : n <= 16 ? W4A16Config{2, 1, kWarps, 1, true, kWarps, 4}
+                : n <= 32 ? W4A16Config{4, 2, 1, 1, false, 8, 0} : W4A16Config{8, 2, 1, 1, false, 8, 0};
   const Grid g = grid_of(c, w, n);
   const int blocks = g.token_blocks * g.row_blocks;
   while (c.splits < 8 && blocks * c.splits * 2 <= 2 * sm_count && w.chunks / (c.splits * 2) >= 2 * c.warps_k &&

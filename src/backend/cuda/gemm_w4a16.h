@@ -30,6 +30,8 @@ struct W4A16Config {
   int warps_k = 1;      // 1, 2, 4
   int splits = 1;       // >= 1
   bool direct = false;  // <= 16 tokens: weights and tokens straight from global memory (no staging ring)
+  int warps = 4;        // block size of the staged kernel: 4 or 8 warps
+  int unroll = 0;       // direct kernel: chunks (512 bytes each) a warp has in flight: 4, 8, 16
   std::string name() const;
 };
 // The shapes compiled in, for the runner's measurement (all splits are allowed).
