@@ -58,7 +58,7 @@ TEST(W4A8Quantize, StoriesPerplexityCloseToFp32) {
     std::printf("stories260K W4A8 %s: fp32 %.4f quantized %.4f (%+.2f%%)\n", v.name, ppl_fp, ppl,
                 100.0 * (ppl / ppl_fp - 1.0));
     EXPECT_NE(ppl, ppl_fp) << v.name;
-    EXPECT_LT(std::fabs(ppl / ppl_fp - 1.0), 0.06) << v.name;
+    EXPECT_LT(std::fabs(ppl / ppl_fp - 1.0), 0.04) << v.name;  // measured: +0.3% to +2.3%
   }
 }
 

@@ -61,16 +61,22 @@ class TensorSource {
       if (t == nullptr) return std::nullopt;
       return StoredTensor{t->dtype, t->shape, aligned(*t)};
     };
+    // The has_* checks only look at names and dtypes: no aligned copies for them.
+    const TensorLookup peek = [this](const std::string& name) -> std::optional<StoredTensor> {
+      const SafetensorsTensor* t = checkpoint_.find(name);
+      if (t == nullptr) return std::nullopt;
+      return StoredTensor{t->dtype, t->shape, t->data};
+    };
     auto ptr = [](const auto& config) { return config ? &*config : nullptr; };
-    if (has_qqq_linear(lookup, prefix)) return load_qqq_linear(lookup, prefix, n, k, ptr(configs.qqq), dir_);
-    if (has_qoq_linear(lookup, prefix)) {
+    if (has_qqq_linear(peek, prefix)) return load_qqq_linear(lookup, prefix, n, k, ptr(configs.qqq), dir_);
+    if (has_qoq_linear(peek, prefix)) {
       SPECQ_CHECK(!configs.qqq && !configs.w8a8 && !configs.gptq,
                   "'{}': tensor {}.s1_scales is a QoQ (QServe W4A8) weight, but config.json's quantization_config "
                   "names another method", dir_, prefix);
       return load_qoq_linear(lookup, prefix, n, k, ptr(configs.qoq), dir_);
     }
-    if (has_int8_linear(lookup, prefix)) return load_int8_linear(lookup, prefix, n, k, ptr(configs.w8a8), dir_);
-    if (!has_gptq_linear(lookup, prefix)) return take(prefix + ".weight");
+    if (has_int8_linear(peek, prefix)) return load_int8_linear(lookup, prefix, n, k, ptr(configs.w8a8), dir_);
+    if (!has_gptq_linear(peek, prefix)) return take(prefix + ".weight");
     SPECQ_CHECK(configs.gptq.has_value(), "'{}': tensor {}.qweight is GPTQ-quantized, but neither config.json's "
                 "quantization_config nor quantize_config.json describes the quantization", dir_, prefix);
     return load_gptq_linear(lookup, prefix, n, k, *configs.gptq);
