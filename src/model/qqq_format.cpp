@@ -124,17 +124,15 @@ void validate(const std::string& name, const QuantizedWeight& q, int64_t n, int6
                 i / n, i % n, half_to_float(group_scales[i]));
   // A scale outside [-15.875, 16] is valid only if the codes present keep (c - 8) * s inside int8.
   check_group_codes(
-      groups, n, q.group_size,
+      name, groups, n, q.group_size,
       [&](int64_t g, int64_t out) { return half_to_float(group_scales[g * n + group_scale_column(out)]); },
       [](float s) { return s >= -15.875f && s <= 16.0f; },
-      [&](int64_t out, int64_t kk, float s) {
-        const int c = code_at(b, nibble_position(out, kk, n, true));
+      [&](int64_t out, int64_t kk) { return code_at(b, nibble_position(out, kk, n, true)); },
+      [](int c, float s) {
         int8_t v = 0;
-        SPECQ_CHECK(group_value(c, s, v),
-                    "quantized tensor '{}': weight [{}, {}] is code {} with group scale {}: (code - 8) * scale "
-                    "leaves the int8 range",
-                    name, out, kk, c, s);
-      });
+        return group_value(c, s, v);
+      },
+      "(code - 8) * scale leaves the int8 range");
 }
 
 void int8_row(const Weight& w, int64_t n, int8_t* out) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "model/config.h"
 
 namespace specq {
@@ -160,17 +161,33 @@ void dequantize_row(const Weight& w, int64_t n, float* out);
 // W4A8 formats (QqqInt4, QoqInt4) as the kernels compute them: row n in the int8 domain (k values),
 // and the per-output epilogue y = acc * s_x * scale - szero * sum_k x (szero: QoQ per-channel only).
 bool is_w4a8(WeightFormat format);
+
+// A 4-bit quantized Weight ([n, k], dequantizing to f16 values) whose parts, set by fill(parts),
+// point into `owner`, which the Weight keeps alive: how the W4A8 quantizers hand out their matrices.
+template <class T, class Fill>
+Weight owning_4bit_weight(WeightFormat format, std::shared_ptr<const T> owner, int64_t n, int64_t k, int group_size,
+                          Fill&& fill) {
+  auto q = quantized_parts_owning(std::move(owner));
+  q->bits = 4;
+  q->group_size = group_size;
+  fill(*q);
+  return quantized_weight(format, q, DType::F16, n, k);
+}
 // For W4A8 validation: for every group g and output `out` whose scale_of(g, out) is not
-// always_fits, calls check(out, k, scale) on each input k of the group (which throws if the code
-// there does not fit).
-template <class ScaleOf, class AlwaysFits, class Check>
-void check_group_codes(int64_t groups, int64_t n, int group_size, ScaleOf&& scale_of, AlwaysFits&& always_fits,
-                       Check&& check) {
+// always_fits, checks fits(code_of(out, k), scale) for each input k of the group; a code that does
+// not fit is an Error naming tensor `name`, the weight, its code and scale, and `why`.
+template <class ScaleOf, class AlwaysFits, class CodeOf, class Fits>
+void check_group_codes(const std::string& name, int64_t groups, int64_t n, int group_size, ScaleOf&& scale_of,
+                       AlwaysFits&& always_fits, CodeOf&& code_of, Fits&& fits, const char* why) {
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t out = 0; out < n; ++out) {
       const auto s = scale_of(g, out);
       if (always_fits(s)) continue;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) check(out, k, s);
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) {
+        const int c = code_of(out, k);
+        SPECQ_CHECK(fits(c, s), "quantized tensor '{}': weight [{}, {}] is code {} with group scale {}: {}", name, out,
+                    k, c, s, why);
+      }
     }
   }
 }

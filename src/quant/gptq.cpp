@@ -321,6 +321,13 @@ GptqPlan plan_columns(int64_t n, int64_t k, const std::vector<double>& hessian, 
 
 }  // namespace
 
+GroupLayout group_layout(int64_t n, int64_t k, const QuantOptions& options, const char* format) {
+  const std::string why = incompatibility(n, k, options);
+  SPECQ_CHECK(why.empty(), "cannot quantize a [{}, {}] matrix to {}: {}", n, k, format, why);
+  const int gs = options.group_size_for(k);
+  return {gs, k / gs, gs < k};
+}
+
 int CodeGrid::code(float x) const {
   int best = lo;
   float best_err = std::fabs(x - values[size_t(lo)]);

@@ -92,6 +92,15 @@ using GridMaker = std::function<CodeGrid(int64_t row, int64_t group, const float
 std::vector<int32_t> quantize_codes(const float* w, int64_t n, int64_t k, const std::vector<double>& hessian,
                                     const QuantOptions& options, const GridMaker& make_grid);
 
+// How a quantizer of `format` (for messages) groups an [n, k] matrix: inputs per group, groups,
+// and whether there is more than one; an Error when the format cannot hold the matrix.
+struct GroupLayout {
+  int group_size;
+  int64_t groups;
+  bool grouped;
+};
+GroupLayout group_layout(int64_t n, int64_t k, const QuantOptions& options, const char* format);
+
 // Inverse of the symmetric positive definite h ([k, k]), then its upper Cholesky factor U
 // (inverse = U^T U). Returns false when h is not positive definite.
 bool inverse_cholesky_upper(std::vector<double>& h, int64_t k);

@@ -13,18 +13,17 @@ namespace {
 constexpr float kLevel1Max = 119.0f;  // QServe's protective range for the int8 level
 
 Weight view(const std::shared_ptr<const qoq::Packed>& p, int64_t n, int64_t k, int group_size) {
-  auto q = quantized_parts_owning(p);
-  q->bits = 4;
-  q->group_size = group_size;
-  q->qweight = {DType::I8, {n, k / 2}, p->qweight.data()};
-  q->scales = {DType::F16, {n}, p->s1_scales.data()};
-  if (p->s2_scales.empty()) {
-    q->qzeros = {DType::F16, {n}, p->s1_szeros.data()};
-  } else {
-    q->group_scales = {DType::I8, {k / group_size, n}, p->s2_scales.data()};
-    q->qzeros = {DType::I8, {k / group_size, n}, p->s2_zeros.data()};
-  }
-  return quantized_weight(WeightFormat::QoqInt4, q, DType::F16, n, k);
+  const bool grouped = !p->s2_scales.empty();
+  return owning_4bit_weight(WeightFormat::QoqInt4, p, n, k, group_size, [&](QuantizedWeight& q) {
+    q.qweight = {DType::I8, {n, k / 2}, p->qweight.data()};
+    q.scales = {DType::F16, {n}, p->s1_scales.data()};
+    if (grouped) {
+      q.group_scales = {DType::I8, {k / group_size, n}, p->s2_scales.data()};
+      q.qzeros = {DType::I8, {k / group_size, n}, p->s2_zeros.data()};
+    } else {
+      q.qzeros = {DType::F16, {n}, p->s1_szeros.data()};
+    }
+  });
 }
 
 void min_max(const float* x, int64_t count, float& lo, float& hi) {
@@ -40,19 +39,16 @@ void min_max(const float* x, int64_t count, float& lo, float& hi) {
 
 Weight quantize_qoq(const float* w, int64_t n, int64_t k, const std::vector<double>& hessian,
                     const QuantOptions& options) {
-  const std::string why = incompatibility(n, k, options);
-  SPECQ_CHECK(why.empty(), "cannot quantize a [{}, {}] matrix to QoQ: {}", n, k, why);
-  const int gs = options.group_size_for(k);
-  const int64_t groups = k / gs;
-  const bool grouped = gs < k;
-  std::vector<uint16_t> s1(static_cast<size_t>(n)), szero(grouped ? 0 : size_t(n));
-  std::vector<int8_t> s2(grouped ? size_t(groups * n) : 0), z2(s2.size());
-  std::vector<CodeGrid> grids(static_cast<size_t>(groups * n));  // [G][N], made before GPTQ runs
+  const GroupLayout layout = group_layout(n, k, options, "QoQ");
+  const int gs = layout.group_size;
+  std::vector<uint16_t> s1(static_cast<size_t>(n)), szero(layout.grouped ? 0 : size_t(n));
+  std::vector<int8_t> s2(layout.grouped ? size_t(layout.groups * n) : 0), z2(s2.size());
+  std::vector<CodeGrid> grids(static_cast<size_t>(layout.groups * n));  // [G][N], made before GPTQ runs
   for (int64_t r = 0; r < n; ++r) {
     const float* row = w + r * k;
     float lo = 0.0f, hi = 0.0f;
     min_max(row, k, lo, hi);
-    if (!grouped) {
+    if (!layout.grouped) {
       const float scale = round_scale_to_half(hi > lo ? (hi - lo) / 15.0f : 1.0f);
       const int zero = std::clamp(int(std::nearbyint(-lo / scale)), 0, 15);
       s1[size_t(r)] = float_to_half(scale);
@@ -65,7 +61,7 @@ Weight quantize_qoq(const float* w, int64_t n, int64_t k, const std::vector<doub
     const float amax = std::max(-lo, hi);
     const float scale = round_scale_to_half(amax > 0.0f ? amax / kLevel1Max : 1.0f);
     s1[size_t(r)] = float_to_half(scale);
-    for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t g = 0; g < layout.groups; ++g) {
       float glo = 0.0f, ghi = 0.0f;
       min_max(row + g * gs, gs, glo, ghi);
       glo /= scale;  // level-1 (int8-domain) range of this group
