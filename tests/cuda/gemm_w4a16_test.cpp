@@ -135,7 +135,7 @@ void check_all_shapes(const std::vector<Weight>& parts, DType act, bool swiglu, 
         const double err = rel_l2(download(y.get(), ref.size(), fp32_out ? DType::F32 : act), ref);
         // fp32 output: exact up to summation order, or (kernels that scale before the MMA) the
         // product's rounding to the activation dtype.
-        EXPECT_LT(err, fp32_out ? 1e-3 : tolerance(act))
+        EXPECT_LT(err, fp32_out ? (act == DType::F16 ? 1e-3 : 4e-3) : tolerance(act))
             << what << " n=" << n << " config=" << run.config.name() << " fp32_out=" << fp32_out;
       }
     }

@@ -148,11 +148,17 @@ __global__ void __launch_bounds__(32 * kWarps) w4a16_direct_kernel(W4Params p) {
   const uint32_t sym_zb = splat(std::is_same_v<T, __half> ? 0x6408u : 0x4308u);
   const int chunks_per_group = w.group_size / 64;  // kPostScale only
 
-  float acc[NT][4], part[NT][4];
+  // Four accumulator sets, one per 16-input block b of a chunk: with one token tile a single set
+  // would chain every MMA of the loop on the previous one's result.
+  float acc[NT][4], part[4][NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] = part[j][e] = 0.0f;
+    for (int e = 0; e < 4; ++e) {
+      acc[j][e] = 0.0f;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) part[b][j][e] = 0.0f;
+    }
   // kPostScale: chunks left in the current group, and that group's scale pair.
   int left = c_begin < c_end ? chunks_per_group - c_begin % max(chunks_per_group, 1) : 0;
   uint32_t group_scales = 0;
@@ -163,9 +169,12 @@ __global__ void __launch_bounds__(32 * kWarps) w4a16_direct_kernel(W4Params p) {
     const float b1 = std::is_same_v<T, __half> ? s1 : __uint_as_float(pair & 0xffff0000u);
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
-      acc[j][0] += part[j][0] * b0, acc[j][1] += part[j][1] * b0;
-      acc[j][2] += part[j][2] * b1, acc[j][3] += part[j][3] * b1;
-      part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float sum = (part[0][j][e] + part[1][j][e]) + (part[2][j][e] + part[3][j][e]);
+        acc[j][e] += sum * (e < 2 ? b0 : b1);
+        part[0][j][e] = part[1][j][e] = part[2][j][e] = part[3][j][e] = 0.0f;
+      }
     }
   };
 
@@ -184,25 +193,28 @@ __global__ void __launch_bounds__(32 * kWarps) w4a16_direct_kernel(W4Params p) {
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
+      // No early exit: past c_end the weights and tokens are zero, and the loads of every u can be
+      // issued together.
       const int c = c0 + u, col = 64 * c + 16 * tig;
-      if (c >= c_end) break;
       uint4 xv[NT][2];
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         const int t = t0 + 8 * j + gid;
-        const bool ok = t < p.n && col < w.k;
+        const bool ok = c < c_end && t < p.n && col < w.k;
         const uint4* src = reinterpret_cast<const uint4*>(x + int64_t(t) * w.k + col);
         xv[j][0] = ok ? __ldg(src) : make_uint4(0, 0, 0, 0);
         xv[j][1] = ok ? __ldg(src + 1) : make_uint4(0, 0, 0, 0);
       }
       const uint32_t zb0 = w.sym ? sym_zb : lo_splat(zp[u]), zb1 = w.sym ? sym_zb : hi_splat(zp[u]);
       if constexpr (kPostScale) {
-        if (left == 0) {
-          flush(group_scales);
-          left = chunks_per_group;
+        if (c < c_end) {
+          if (left == 0) {
+            flush(group_scales);
+            left = chunks_per_group;
+          }
+          --left;
+          group_scales = sp[u];
         }
-        --left;
-        group_scales = sp[u];
       }
       const uint32_t s0 = lo_splat(sp[u]), s1 = hi_splat(sp[u]);
       const uint32_t words[4] = {wq[u].x, wq[u].y, wq[u].z, wq[u].w};
@@ -213,12 +225,19 @@ __global__ void __launch_bounds__(32 * kWarps) w4a16_direct_kernel(W4Params p) {
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           const uint32_t* xf = reinterpret_cast<const uint32_t*>(&xv[j][0]);
-          mma_16816<T>(kPostScale ? part[j] : acc[j], a, xf[2 * b], xf[2 * b + 1]);
+          mma_16816<T>(part[b][j], a, xf[2 * b], xf[2 * b + 1]);
         }
       }
     }
   }
-  if constexpr (kPostScale) flush(group_scales);
+  if constexpr (kPostScale) {
+    flush(group_scales);
+  } else {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[j][e] = (part[0][j][e] + part[1][j][e]) + (part[2][j][e] + part[3][j][e]);
+  }
 
   float(&flat)[NT * 4] = reinterpret_cast<float(&)[NT * 4]>(acc);
   if (warp > 0) {
