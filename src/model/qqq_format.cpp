@@ -7,6 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "model/group_codes.h"
 
 namespace specq::qqq {
 namespace {
