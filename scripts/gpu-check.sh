@@ -3,7 +3,8 @@
 # build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
 # the same card, and a short table last. Logs and JSON go to $OUT.
 #   usage (from the repo root, via the device tool with carry [".debs"]):
-#     scripts/gpu-check.sh [full|bench|tests|build]   (build: only the specq binary, for profiling)
+#     scripts/gpu-check.sh [full|bench|tests|build|w4]   (build: only the specq binary, for profiling;
+#     w4: GPU tests and the W4A16 benches next to FP16, no CPU tests)
 #   SPECQ_ARCHS overrides the CUDA architectures (e.g. 90a to halve the build on an H100).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,7 @@ SPECQ=build/gpu/specq
 
 # ---- tests ----
 log tests
-(cd build/gpu && ctest -L cpu -j16 --output-on-failure >"$OUT/ctest_cpu.log" 2>&1; tail -3 "$OUT/ctest_cpu.log")
+[[ "$MODE" == "w4" ]] || (cd build/gpu && ctest -L cpu -j16 --output-on-failure >"$OUT/ctest_cpu.log" 2>&1; tail -3 "$OUT/ctest_cpu.log")
 for t in build/gpu/tests/gpu_*; do
   [[ -x "$t" ]] || continue
   "$t" >"$OUT/$(basename "$t").log" 2>&1
@@ -65,9 +66,19 @@ bench() {  # name, args...
   echo "exit $?"; tail -12 "$OUT/bench_$name.err"
 }
 M=synthetic:llama3-8b
+W4_COUNTS=1,2,4,8,16,32,64,128,256
+if [[ "$MODE" == "full" || "$MODE" == "w4" ]]; then
+  bench w4 --model $M@w4a16 --prompt-tokens 512 --new-tokens 128 --tokens-per-forward $W4_COUNTS
+fi
+if [[ "$MODE" == "w4" ]]; then
+  bench p512 --model $M --prompt-tokens 512 --new-tokens 64 --tokens-per-forward $W4_COUNTS
+  [[ -n "${SPECQ_W4_70B:-}" ]] && bench w4_70b --model synthetic:llama3-70b@w4a16 --prompt-tokens 512 --new-tokens 32 \
+    --tokens-per-forward 1,64
+else
 bench p512 --model $M --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1,2,4,8,16,32,64,128,256
 bench p1024 --model $M --prompt-tokens 1024 --new-tokens 32 --tokens-per-forward 1,16,64,128,256
 bench p2048 --model $M --prompt-tokens 2048 --new-tokens 32 --tokens-per-forward 1,64
+fi
 if [[ "$MODE" == "full" ]]; then
   bench ctx8k --model $M --prompt-tokens 8000 --new-tokens 128 --max-context 8192 --tokens-per-forward 1,64
   bench bf16 --model $M --dtype bf16 --prompt-tokens 512 --new-tokens 64 --tokens-per-forward 1,64
@@ -93,7 +104,7 @@ def load(name):
     except Exception: return None
 gpu = open(os.path.join(out, "gpu.txt")).read().strip()
 print(f"\n=== specq CUDA summary on {gpu} ===")
-for name in ["p512", "p1024", "p2048", "ctx8k", "bf16"]:
+for name in ["p512", "p1024", "p2048", "ctx8k", "bf16", "w4", "w4_70b"]:
     b = load(f"bench_{name}.json")
     if not b: continue
     curve = b["forward_ms_by_tokens"]; one = curve.get("1")
@@ -101,6 +112,23 @@ for name in ["p512", "p1024", "p2048", "ctx8k", "bf16"]:
     print(f"{name:6} decode {b['tokens_per_second']:6.1f} tok/s = {100*b['floor_fraction']:5.1f}% of floor "
           f"({b['floor_tokens_per_second']:.1f} tok/s, copy {b['copy_gb_per_second']:.0f} GB/s) | "
           f"prefill {b['prompt_tokens']} tok: {b['prefill_tokens_per_second']:.0f} tok/s | {c}")
+# Linear layers per transformer layer (qkv + o + gate|up(+SwiGLU) + down), from the per-op split.
+lin_ops = ["qkv", "wo", "gate_up", "swiglu", "down"]
+rows = {}
+for name in ["p512", "w4", "w4_70b"]:
+    b = load(f"bench_{name}.json")
+    if not b or not b.get("op_ms_by_tokens"): continue
+    layers = b.get("layers") or (80 if "70b" in name else 32)
+    rows[name] = {k: 1e3 * sum(v.get(o, 0.0) for o in lin_ops) / layers for k, v in b["op_ms_by_tokens"].items()}
+if rows:
+    counts = sorted({int(k) for r in rows.values() for k in r})
+    print("linear us per layer by tokens: " + " | ".join(
+        f"{name}: " + " ".join(f"{c}:{r[str(c)]:.0f}" for c in counts if str(c) in r) for name, r in rows.items()))
+    if "w4" in rows and "p512" in rows:
+        w, f = rows["w4"], rows["p512"]
+        print("w4a16 vs fp16 (x faster): " + " ".join(f"{c}:{f[str(c)]/w[str(c)]:.2f}" for c in counts
+                                                       if str(c) in w and str(c) in f) +
+              " | w4a16 n/1: " + " ".join(f"{c}:{w[str(c)]/w['1']:.2f}" for c in counts if str(c) in w))
 b = load("bench_p512.json")
 if b and b.get("op_ms"):
     tot = sum(b["op_ms"].values())

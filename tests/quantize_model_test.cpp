@@ -15,6 +15,7 @@
 #include "quant/quantize_model.h"
 #include "quant/smoothquant.h"
 #include "test_files.h"
+#include "quantize_test_util.h"
 #include "test_util.h"
 
 namespace specq {
@@ -22,71 +23,13 @@ namespace {
 
 using quant::Method;
 using quant::QuantOptions;
+using test::perplexity_of;
+using test::quantize_and_reload;
+using test::random_ids;
+using test::samples;
+using test::stories_bin;
+using test::stories_held_out;
 
-std::string stories_bin() { return test::stories260k() + "/stories260K.bin"; }
-
-std::vector<std::vector<int32_t>> samples(const std::string& model_path, std::vector<uint64_t> seeds, int length) {
-  Model m = load_model(model_path);
-  RunnerOptions ro;
-  ro.threads = 1;
-  auto runner = make_cpu_runner(m, ro);
-  std::vector<std::vector<int32_t>> out;
-  for (uint64_t seed : seeds) {
-    GenerateOptions g;
-    g.max_new_tokens = length - 1;
-    g.sampling.temperature = 1.0f;
-    g.sampling.seed = seed;
-    const std::vector<int32_t> prompt = {m.config.bos_token_id};
-    std::vector<int32_t> seq = prompt;
-    const GenerateResult r = generate(*runner, prompt, g);
-    seq.insert(seq.end(), r.tokens.begin(), r.tokens.end());
-    out.push_back(seq);
-  }
-  return out;
-}
-
-double perplexity_of(Model& m, const std::vector<std::vector<int32_t>>& seqs) {
-  RunnerOptions ro;
-  ro.threads = 1;
-  auto runner = make_cpu_runner(m, ro);
-  double log_sum = 0.0, tokens = 0.0;
-  for (const auto& s : seqs) {
-    log_sum += std::log(quant::perplexity(*runner, s)) * double(s.size() - 1);
-    tokens += double(s.size() - 1);
-  }
-  return std::exp(log_sum / tokens);
-}
-
-// Quantizes a fresh copy of the model, writes it, reloads it; returns the reloaded model.
-Model quantize_and_reload(const std::string& model_path, const QuantOptions& o,
-                          const std::vector<std::vector<int32_t>>& calibration, const std::filesystem::path& dir,
-                          Model* in_memory = nullptr) {
-  Model m = load_model(model_path);
-  const quant::QuantizeSummary s = quant::quantize_model(m, o, calibration, 1, nullptr);
-  write_hf_model(m, dir.string(), quant::checkpoint_write_options(o, s));
-  Model reloaded = load_model(dir.string());
-  if (in_memory != nullptr) *in_memory = std::move(m);
-  return reloaded;
-}
-
-std::vector<int32_t> random_ids(uint32_t seed, int n, int vocab) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids = {1};
-  while (int(ids.size()) < n) ids.push_back(int32_t(rng() % uint32_t(vocab)));
-  return ids;
-}
-
-// stories260K's held-out text: 4 samples (seeds 101..104) and the 256-token greedy reference.
-std::vector<std::vector<int32_t>> stories_held_out() {
-  auto held_out = samples(stories_bin(), {101, 102, 103, 104}, 256);
-  std::ifstream ref(test::stories260k() + "/greedy_from_bos_256.json");
-  const nlohmann::json greedy = nlohmann::json::parse(ref);
-  std::vector<int32_t> greedy_ids = {1};
-  for (int id : greedy["ids"]) greedy_ids.push_back(id);
-  greedy_ids.resize(256);
-  held_out.push_back(greedy_ids);
-  return held_out;
-}
 
 TEST(QuantizeModel, StoriesGptqBeatsRtnAndStaysCloseToFp32) {
   const auto calibration = samples(stories_bin(), {1, 2, 3, 4, 5, 6, 7, 8}, 256);
@@ -251,7 +194,7 @@ TEST(QuantizeCli, RtnRunsAndBadFlagsAreErrors) {
   EXPECT_NE(calib.err.find("--calib-ids"), std::string::npos) << calib.err;
   const auto method = test::run_specq(base + " --method awq");
   EXPECT_EQ(method.exit_code, 1);
-  EXPECT_NE(method.err.find("rtn, gptq or smoothquant"), std::string::npos) << method.err;
+  EXPECT_NE(method.err.find("rtn, gptq, smoothquant, qqq or qoq"), std::string::npos) << method.err;
   const auto group = test::run_specq(base + " --method rtn --group-size 48");
   EXPECT_EQ(group.exit_code, 1);
   EXPECT_NE(group.err.find("no linear layer"), std::string::npos) << group.err;

@@ -1,8 +1,10 @@
-// specq quantize: a model in, a Hugging Face directory out: 4-bit GPTQ (AutoGPTQ layout, W4A16) or
-// int8 W8A8 with optional SmoothQuant (compressed-tensors layout).
+// specq quantize: a model in, a Hugging Face directory out: 4-bit GPTQ (AutoGPTQ layout, W4A16),
+// int8 W8A8 with optional SmoothQuant (compressed-tensors layout), or W4A8 QQQ / QoQ (QQQ's export
+// and QServe's layouts).
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -89,19 +91,23 @@ double perplexity_of(Model& model, const std::vector<std::vector<int32_t>>& sequ
 
 Command add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand(
-      "quantize", "Quantize a model's linear layers: 4-bit GPTQ (AutoGPTQ format) or int8 W8A8 (compressed-tensors)");
+      "quantize", "Quantize a model's linear layers: 4-bit GPTQ (AutoGPTQ format), int8 W8A8 (compressed-tensors) "
+      "or W4A8 (QQQ, QoQ)");
   auto f = std::make_shared<QuantizeFlags>();
   sub->add_option("--model", f->model, "Input model: Hugging Face directory, .gguf file, llama2.c .bin, or synthetic:NAME")
       ->required();
   sub->add_option("--out", f->out, "Output directory (Hugging Face layout, AutoGPTQ or compressed-tensors tensors)")
       ->required();
-  sub->add_option("--method", f->method, "rtn, gptq (4-bit) or smoothquant (8-bit W8A8)")->capture_default_str();
+  sub->add_option("--method", f->method,
+                  "rtn, gptq (4-bit), smoothquant (8-bit W8A8), qqq or qoq (W4A8: smoothing + GPTQ)")
+      ->capture_default_str();
   auto* bits = sub->add_option("--bits", f->bits, "Bits per weight: 4 (W4A16) or 8 (W8A8; default for smoothquant)")
                    ->capture_default_str();
   auto* group = sub->add_option("--group-size", f->group_size,
-                                "Inputs per scale group; -1 = per output channel (W8A8: always -1)")
+                                "Inputs per scale group; -1 = per output channel (W8A8: always -1; W4A8: 128 or -1)")
                     ->capture_default_str();
-  sub->add_option("--alpha", f->alpha, "SmoothQuant migration strength in [0, 1]")->capture_default_str();
+  sub->add_option("--alpha", f->alpha, "Smoothing migration strength in [0, 1] (smoothquant, qqq, qoq)")
+      ->capture_default_str();
   sub->add_flag("--sym", f->sym, "Symmetric quantization (fixed zero point 8); default asymmetric");
   sub->add_flag("--act-order", f->act_order, "GPTQ: quantize columns by descending Hessian diagonal (desc_act)");
   sub->add_flag("--static-groups", f->static_groups, "With --act-order: groups stay runs of original columns");
@@ -121,11 +127,13 @@ Command add_quantize(CLI::App& app) {
 
   auto run = [f, bits, group]() -> int {
     quant::QuantOptions options;
-    SPECQ_CHECK(f->method == "rtn" || f->method == "gptq" || f->method == "smoothquant",
-                "--method must be rtn, gptq or smoothquant (got '{}')", f->method);
-    options.method = f->method == "rtn"    ? quant::Method::Rtn
-                     : f->method == "gptq" ? quant::Method::Gptq
-                                           : quant::Method::SmoothQuant;
+    const quant::Method methods[] = {quant::Method::Rtn, quant::Method::Gptq, quant::Method::SmoothQuant,
+                                     quant::Method::Qqq, quant::Method::Qoq};
+    const auto method = std::find_if(std::begin(methods), std::end(methods),
+                                     [&](quant::Method m) { return f->method == quant::method_name(m); });
+    SPECQ_CHECK(method != std::end(methods), "--method must be rtn, gptq, smoothquant, qqq or qoq (got '{}')",
+                f->method);
+    options.method = *method;
     // SmoothQuant means W8A8; W8A8 weights are per-channel: their defaults follow when not given.
     options.bits = options.method == quant::Method::SmoothQuant && bits->count() == 0 ? 8 : f->bits;
     options.group_size = options.bits == 8 && group->count() == 0 ? -1 : f->group_size;
@@ -177,17 +185,18 @@ Command add_quantize(CLI::App& app) {
       SPECQ_CHECK(held_out.back().size() >= 2, "--eval-ids: a held-out sequence needs at least 2 tokens");
     }
     nlohmann::json report = {{"method", f->method}, {"bits", options.bits}, {"group_size", options.group_size}};
-    if (options.bits == 4) {
+    const bool w4a8 = options.method == quant::Method::Qqq || options.method == quant::Method::Qoq;
+    if (options.bits == 4 && !w4a8) {
       report["sym"] = f->sym;
       report["act_order"] = f->act_order;
     }
-    if (options.method == quant::Method::SmoothQuant) report["alpha"] = options.alpha;
+    if (options.method == quant::Method::SmoothQuant || w4a8) report["alpha"] = options.alpha;
     if (!held_out.empty()) report["perplexity_input"] = perplexity_of(model, held_out, f->threads);
 
     const quant::QuantizeSummary summary =
         quant::quantize_model(model, options, calibration, f->threads, draw_progress);
     SPECQ_CHECK(!summary.quantized.empty(), "no linear layer of '{}' can be stored as {} ({})", f->model,
-                options.bits == 8 ? "int8 W8A8" : "4-bit GPTQ",
+                options.bits == 8 ? "int8 W8A8" : w4a8 ? "W4A8" : "4-bit GPTQ",
                 summary.kept_dense.empty() ? "the model has none" : summary.kept_dense[0].second);
     for (const auto& [name, why] : summary.kept_dense)
       fmt::print(stderr, "kept dense: {}: {}\n", name, why);

@@ -25,4 +25,9 @@ SPECQ_HOST_DEVICE inline float synthetic_value(uint64_t seed, uint64_t index, fl
   return offset + scale * u;
 }
 
+// 32 random bits, a pure function of (seed, index): the packed 4-bit words of synthetic GptqInt4.
+SPECQ_HOST_DEVICE inline uint32_t synthetic_word(uint64_t seed, uint64_t index) {
+  return uint32_t(splitmix64(seed ^ (index * 0x9fb21c651e98df25ull)) >> 32);
+}
+
 }  // namespace specq

@@ -14,8 +14,8 @@ GptqConfig parse_gptq_config(const nlohmann::json& config, const std::string& so
   c.source = source;
   const std::string method = json_field<std::string>(config, "quant_method", "gptq", source);
   SPECQ_CHECK(method == "gptq",
-              "{}: quantization method '{}' is not supported (specq loads gptq and compressed-tensors int8 W8A8 "
-              "checkpoints)",
+              "{}: quantization method '{}' is not supported (specq loads gptq, compressed-tensors int8 W8A8, qqq "
+              "and qoq checkpoints)",
               source, method);
   // GPTQModel names the format "format" (older: "checkpoint_format"); transformers "checkpoint_format".
   std::string format = json_field<std::string>(config, "checkpoint_format", "gptq", source);
@@ -38,6 +38,44 @@ GptqConfig parse_gptq_config(const nlohmann::json& config, const std::string& so
     SPECQ_CHECK(config["dynamic"].empty(), "{}: per-module 'dynamic' quantization overrides are not supported",
                 source);
   return c;
+}
+
+std::optional<nlohmann::json> read_quantization_config(const std::string& dir, std::string& source) {
+  std::error_code ec;
+  const fs::path config_path = fs::path(dir) / "config.json";
+  if (!fs::is_regular_file(config_path, ec)) return std::nullopt;
+  nlohmann::json config = read_json_file(config_path.string());
+  if (!config.contains("quantization_config")) return std::nullopt;
+  source = config_path.string() + " quantization_config";
+  return std::move(config["quantization_config"]);
+}
+
+bool has_quant_method(const nlohmann::json& config, const char* method) {
+  return config.is_object() && config.contains("quant_method") && config["quant_method"] == method;
+}
+
+int parse_w4a8_group_size(const nlohmann::json& config, const std::string& source, const char* method,
+                          const char* bits_key, int multiple) {
+  SPECQ_CHECK(has_quant_method(config, method), "{}: not a {} quantization config", source, method);
+  const int bits = json_field<int>(config, bits_key, 0, source);
+  SPECQ_CHECK(bits == 4, "{}: {} is {}; {} checkpoints are 4-bit", source, bits_key, bits, method);
+  SPECQ_CHECK(config.contains("group_size"), "{}: group_size is missing (128 or -1 for {})", source, method);
+  const int group_size = json_field<int>(config, "group_size", -1, source);
+  SPECQ_CHECK(group_size == -1 || (group_size > 0 && group_size % multiple == 0),
+              "{}: group_size {} is not supported ({}: -1 per-channel, or a multiple of {} such as 128)", source,
+              group_size, method, multiple);
+  return group_size;
+}
+
+Weight checked_linear(WeightFormat format, std::shared_ptr<const QuantizedWeight> q, DType dtype, int64_t n,
+                      int64_t k, const std::string& prefix, const std::string& where) {
+  Weight w = quantized_weight(format, std::move(q), dtype, n, k);
+  try {
+    validate_quantized(prefix, w, n, k);
+  } catch (const Error& e) {
+    fail("'{}': {}", where, e.what());
+  }
+  return w;
 }
 
 std::optional<GptqConfig> read_gptq_config(const std::string& dir) {

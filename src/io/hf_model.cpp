@@ -8,6 +8,8 @@
 #include "core/error.h"
 #include "io/gptq_checkpoint.h"
 #include "io/hf_config.h"
+#include "io/qoq_checkpoint.h"
+#include "io/qqq_checkpoint.h"
 #include "io/safetensors.h"
 #include "io/w8a8_checkpoint.h"
 
@@ -15,6 +17,19 @@ namespace specq {
 namespace fs = std::filesystem;
 
 namespace {
+
+// The directory's quantization config, parsed by the method it names (at most one is set).
+struct QuantConfigs {
+  std::optional<W8A8Config> w8a8;
+  std::optional<QqqConfig> qqq;
+  std::optional<QoqConfig> qoq;
+  std::optional<GptqConfig> gptq;
+
+  explicit QuantConfigs(const std::string& dir)
+      : w8a8(read_w8a8_config(dir)), qqq(read_qqq_config(dir)), qoq(read_qoq_config(dir)) {
+    if (!w8a8 && !qqq && !qoq) gptq = read_gptq_config(dir);  // unknown methods are errors there
+  }
+};
 
 class TensorSource {
  public:
@@ -38,20 +53,33 @@ class TensorSource {
     return w;
   }
 
-  // The linear PREFIX: PREFIX.weight, or its GPTQ or int8 (W8A8) tensors when the checkpoint
-  // quantized it. The tensors decide, so partially quantized checkpoints load too.
-  Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const std::optional<GptqConfig>& gptq,
-                     const std::optional<W8A8Config>& w8a8) {
+  // The linear PREFIX: PREFIX.weight, or its GPTQ, int8 (W8A8), QQQ or QoQ (W4A8) tensors when
+  // the checkpoint quantized it. The tensors decide, so partially quantized checkpoints load too.
+  Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const QuantConfigs& configs) {
     const TensorLookup lookup = [this](const std::string& name) -> std::optional<StoredTensor> {
       const SafetensorsTensor* t = checkpoint_.find(name);
       if (t == nullptr) return std::nullopt;
       return StoredTensor{t->dtype, t->shape, aligned(*t)};
     };
-    if (has_int8_linear(lookup, prefix)) return load_int8_linear(lookup, prefix, n, k, w8a8 ? &*w8a8 : nullptr, dir_);
-    if (!has_gptq_linear(lookup, prefix)) return take(prefix + ".weight");
-    SPECQ_CHECK(gptq.has_value(), "'{}': tensor {}.qweight is GPTQ-quantized, but neither config.json's "
+    // The has_* checks only look at names and dtypes: no aligned copies for them.
+    const TensorLookup peek = [this](const std::string& name) -> std::optional<StoredTensor> {
+      const SafetensorsTensor* t = checkpoint_.find(name);
+      if (t == nullptr) return std::nullopt;
+      return StoredTensor{t->dtype, t->shape, t->data};
+    };
+    auto ptr = [](const auto& config) { return config ? &*config : nullptr; };
+    if (has_qqq_linear(peek, prefix)) return load_qqq_linear(lookup, prefix, n, k, ptr(configs.qqq), dir_);
+    if (has_qoq_linear(peek, prefix)) {
+      SPECQ_CHECK(!configs.qqq && !configs.w8a8 && !configs.gptq,
+                  "'{}': tensor {}.s1_scales is a QoQ (QServe W4A8) weight, but config.json's quantization_config "
+                  "names another method", dir_, prefix);
+      return load_qoq_linear(lookup, prefix, n, k, ptr(configs.qoq), dir_);
+    }
+    if (has_int8_linear(peek, prefix)) return load_int8_linear(lookup, prefix, n, k, ptr(configs.w8a8), dir_);
+    if (!has_gptq_linear(peek, prefix)) return take(prefix + ".weight");
+    SPECQ_CHECK(configs.gptq.has_value(), "'{}': tensor {}.qweight is GPTQ-quantized, but neither config.json's "
                 "quantization_config nor quantize_config.json describes the quantization", dir_, prefix);
-    return load_gptq_linear(lookup, prefix, n, k, *gptq);
+    return load_gptq_linear(lookup, prefix, n, k, *configs.gptq);
   }
 
  private:
@@ -78,10 +106,10 @@ Model load_hf_directory(const std::string& dir) {
   m.config = read_hf_config(dir);
   const ModelConfig& c = m.config;
   TensorSource tensors(dir, m);
-  // Quantized checkpoints load in place: each linear with a .qweight (GPTQ) or an int8 .weight
-  // (W8A8: compressed-tensors or QServe) is quantized, the rest dense.
-  const std::optional<W8A8Config> w8a8 = read_w8a8_config(dir);
-  const std::optional<GptqConfig> gptq = w8a8 ? std::nullopt : read_gptq_config(dir);
+  // Quantized checkpoints load in place: each linear with a .qweight (GPTQ), an int8 .weight
+  // (W8A8: compressed-tensors or QServe), a .B (QQQ) or a .s1_scales (QoQ) is quantized, the rest
+  // dense.
+  const QuantConfigs configs(dir);
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
 
   ModelWeights& w = m.weights;
@@ -91,10 +119,10 @@ Model load_hf_directory(const std::string& dir) {
     LayerWeights& l = w.layers[size_t(i)];
     const std::string p = fmt::format("model.layers.{}.", i);
     l.attn_norm = tensors.take(p + "input_layernorm.weight");
-    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, gptq, w8a8);
-    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, gptq, w8a8);
-    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, gptq, w8a8);
-    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, gptq, w8a8);
+    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, configs);
+    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, configs);
+    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, configs);
+    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, configs);
     if (c.attention_bias) {
       l.bq = tensors.take(p + "self_attn.q_proj.bias");
       l.bk = tensors.take(p + "self_attn.k_proj.bias");
@@ -104,13 +132,13 @@ Model load_hf_directory(const std::string& dir) {
     SPECQ_CHECK(!tensors.has(p + "self_attn.o_proj.bias"), "'{}': tensor {} (an o_proj bias) is not supported", dir,
                 p + "self_attn.o_proj.bias");
     l.ffn_norm = tensors.take(p + "post_attention_layernorm.weight");
-    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, gptq, w8a8);
-    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, gptq, w8a8);
-    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, gptq, w8a8);
+    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, configs);
+    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, configs);
+    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, configs);
   }
   w.final_norm = tensors.take("model.norm.weight");
   // As in transformers, tied embeddings win over a stored lm_head.weight.
-  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take_linear("lm_head", c.vocab_size, h, gptq, w8a8);
+  w.lm_head = c.tie_word_embeddings ? w.embed : tensors.take_linear("lm_head", c.vocab_size, h, configs);
   m.config.dtype = w.embed.dtype;  // the tensors, not the config's dtype field, decide
 
   try {

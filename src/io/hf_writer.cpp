@@ -52,6 +52,20 @@ void add_linear(SafetensorsWriter& st, const std::string& prefix, const Weight& 
       st.add(prefix + ".weight", q.qweight.dtype, q.qweight.shape, q.qweight.data);
       st.add(prefix + ".weight_scale", q.scales.dtype, {w.rows(), 1}, q.scales.data);
       return;
+    case WeightFormat::QqqInt4:  // QQQ's export names and shapes
+      st.add(prefix + ".B", q.qweight.dtype, q.qweight.shape, q.qweight.data);
+      st.add(prefix + ".s_channel", q.scales.dtype, {1, w.rows()}, q.scales.data);
+      if (q.group_scales.present())
+        st.add(prefix + ".s_group", q.group_scales.dtype, q.group_scales.shape, q.group_scales.data);
+      return;
+    case WeightFormat::QoqInt4: {  // QServe's names and shapes
+      const bool grouped = q.group_scales.present();
+      st.add(prefix + ".qweight", q.qweight.dtype, q.qweight.shape, q.qweight.data);
+      st.add(prefix + ".s1_scales", q.scales.dtype, q.scales.shape, q.scales.data);
+      if (grouped) st.add(prefix + ".s2_scales", q.group_scales.dtype, q.group_scales.shape, q.group_scales.data);
+      st.add(prefix + (grouped ? ".s2_zeros" : ".s1_szeros"), q.qzeros.dtype, q.qzeros.shape, q.qzeros.data);
+      return;
+    }
     case WeightFormat::Dense:
       break;
   }

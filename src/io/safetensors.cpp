@@ -137,11 +137,13 @@ SafetensorsHeader parse_safetensors(std::span<const uint8_t> bytes, const std::s
   std::sort(out.tensors.begin(), out.tensors.end(),
             [](const SafetensorsTensor& a, const SafetensorsTensor& b) { return a.name < b.name; });
 
-  // Tensors must not share bytes: overlapping ranges mean a corrupt (or crafted) file.
+  // Tensors must not share bytes: overlapping ranges mean a corrupt (or crafted) file. An empty
+  // tensor (QQQ's per-channel s_group is [0]) may sit at the offset where the next one starts.
   std::vector<const SafetensorsTensor*> by_offset;
   for (const SafetensorsTensor& t : out.tensors) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const SafetensorsTensor* a, const SafetensorsTensor* b) { return a->data < b->data; });
+  std::sort(by_offset.begin(), by_offset.end(), [](const SafetensorsTensor* a, const SafetensorsTensor* b) {
+    return a->data != b->data ? a->data < b->data : a->nbytes < b->nbytes;
+  });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const SafetensorsTensor& prev = *by_offset[i - 1];
     SPECQ_CHECK(by_offset[i]->data >= prev.data + prev.nbytes, "'{}': tensors '{}' and '{}' overlap in the file",

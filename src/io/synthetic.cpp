@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <vector>
 
 #include "core/error.h"
 #include "core/synthetic_rng.h"
@@ -84,13 +86,18 @@ std::vector<std::string> synthetic_model_names() {
 Model make_synthetic_model(const std::string& spec) {
   std::string name = spec;
   DType dtype = DType::F16;
+  int w4_group = 0;  // > 0: linears are GptqInt4 with this group size (the layer's K for "-ch")
   if (const size_t at = spec.find('@'); at != std::string::npos) {
     name = spec.substr(0, at);
     const std::string d = spec.substr(at + 1);
     if (d == "f32") dtype = DType::F32;
     else if (d == "f16") dtype = DType::F16;
     else if (d == "bf16") dtype = DType::BF16;
-    else fail("synthetic model '{}': unknown dtype '{}' (f32, f16, bf16)", spec, d);
+    else if (d == "w4a16" || d == "w4a16-g128") w4_group = 128;
+    else if (d == "w4a16-g64") w4_group = 64;
+    else if (d == "w4a16-g32") w4_group = 32;
+    else if (d == "w4a16-ch") w4_group = -1;
+    else fail("synthetic model '{}': unknown variant '{}' (f32, f16, bf16, w4a16[-g32|-g64|-g128|-ch])", spec, d);
   }
   const auto it = shapes().find(name);
   if (it == shapes().end()) {
@@ -115,7 +122,20 @@ Model make_synthetic_model(const std::string& spec) {
     w.scale = scale;
     return w;
   };
-  auto linear = [&](int64_t out, int64_t in) { return make({out, in}, 0.0f, std::sqrt(3.0f / float(in))); };
+  auto linear = [&](int64_t out, int64_t in) {
+    Weight w = make({out, in}, 0.0f, std::sqrt(3.0f / float(in)));
+    if (w4_group != 0) {
+      // 4-bit: symmetric GPTQ parameters now, the tensors when a backend asks (synthetic_gptq_parts).
+      auto q = std::make_shared<QuantizedWeight>();
+      q->bits = 4;
+      q->group_size = w4_group > 0 ? w4_group : int(in);
+      q->sym = true;
+      q->zero_offset = 0;
+      w.format = WeightFormat::GptqInt4;
+      w.quant = q;
+    }
+    return w;
+  };
   auto norm = [&](int64_t dim) { return make({dim}, 1.0f, 0.1f); };
   const int64_t h = c.hidden_size;
   m.weights.embed = make({c.vocab_size, h}, 0.0f, 1.0f);
@@ -138,13 +158,49 @@ Model make_synthetic_model(const std::string& spec) {
     m.weights.layers.push_back(std::move(lw));
   }
   m.weights.final_norm = norm(h);
-  m.weights.lm_head = c.tie_word_embeddings ? m.weights.embed : linear(c.vocab_size, h);
+  // The LM head stays dense in the 4-bit variants, as GPTQ checkpoints keep it.
+  m.weights.lm_head = c.tie_word_embeddings ? m.weights.embed : make({c.vocab_size, h}, 0.0f, std::sqrt(3.0f / float(h)));
   return m;
+}
+
+std::shared_ptr<const QuantizedWeight> synthetic_gptq_parts(const Weight& w) {
+  SPECQ_CHECK(w.synthetic && w.format == WeightFormat::GptqInt4 && w.quant != nullptr && w.shape.size() == 2,
+              "synthetic_gptq_parts: not a synthetic GptqInt4 matrix");
+  const int64_t n = w.rows(), k = w.cols(), group = w.quant->group_size, groups = k / group;
+  SPECQ_CHECK(n % 8 == 0 && k % 8 == 0 && group > 0 && k % group == 0,
+              "synthetic 4-bit matrix [{}, {}] with group size {} cannot be packed", n, k, group);
+  struct Buffers {
+    std::vector<uint32_t> qweight, qzeros;
+    std::vector<uint16_t> scales;
+  };
+  auto b = std::make_shared<Buffers>();
+  b->qweight.resize(size_t(k / 8) * n);
+  b->qzeros.assign(size_t(groups) * (n / 8), 0x88888888u);  // gptq_v2 zeros: 8 everywhere
+  b->scales.resize(size_t(groups) * n);
+  uint32_t* qw = b->qweight.data();
+#pragma omp parallel for schedule(static) if (n * k > (int64_t(1) << 20))
+  for (int64_t i = 0; i < (k / 8) * n; ++i) qw[i] = synthetic_word(w.seed, uint64_t(i));
+  // (q - 8) is uniform on [-8, 7] (standard deviation ~4.61): scales around w.scale / sqrt(3) / 4.61
+  // keep the layer's output variance that of the dense synthetic weight (uniform on +-w.scale).
+  const float base = w.scale / std::sqrt(3.0f) / 4.61f;
+  for (int64_t i = 0; i < groups * n; ++i)
+    b->scales[size_t(i)] = float_to_half(synthetic_value(w.seed ^ 0x5ca1e5ull, uint64_t(i), base, 0.25f * base));
+  auto q = quantized_parts_owning(std::shared_ptr<const Buffers>(b));
+  *static_cast<QuantizedWeight*>(q.get()) = *w.quant;
+  q->qweight = {DType::I32, {k / 8, n}, b->qweight.data()};
+  q->qzeros = {DType::I32, {groups, n / 8}, b->qzeros.data()};
+  q->scales = {DType::F16, {groups, n}, b->scales.data()};
+  q->g_idx = {};
+  return q;
 }
 
 void materialize_synthetic(Model& model) {
   std::map<uint64_t, const void*> made;  // seed -> bytes, so a tied lm_head shares the embedding's
   auto fill = [&](Weight& w) {
+    if (w.synthetic && w.quantized()) {
+      if (!w.quant->qweight.present()) w.quant = synthetic_gptq_parts(w);
+      return;
+    }
     if (!w.synthetic || w.data != nullptr) return;
     if (const auto it = made.find(w.seed); it != made.end()) {
       w.data = it->second;

@@ -191,17 +191,7 @@ Weight load_int8_linear(const TensorLookup& lookup, const std::string& prefix, i
     SPECQ_CHECK(!lookup(prefix + ".weight_g_idx"), "'{}': tensor {}.weight_g_idx: grouped int8 is not supported",
                 where, prefix);
   }
-  Weight w;
-  w.format = WeightFormat::Int8PerChannel;
-  w.dtype = q->scales.dtype;
-  w.shape = {n, k};
-  w.quant = q;
-  try {
-    validate_quantized(prefix, w, n, k);
-  } catch (const Error& e) {
-    fail("'{}': {}", where, e.what());
-  }
-  return w;
+  return checked_linear(WeightFormat::Int8PerChannel, q, q->scales.dtype, n, k, prefix, where);
 }
 
 }  // namespace specq

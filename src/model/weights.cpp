@@ -3,8 +3,11 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
+#include "model/qoq_format.h"
+#include "model/qqq_format.h"
 
 namespace specq {
 namespace {
@@ -129,13 +132,21 @@ std::string_view weight_format_name(WeightFormat format) {
     case WeightFormat::Dense: return "dense";
     case WeightFormat::GptqInt4: return "gptq-int4";
     case WeightFormat::Int8PerChannel: return "int8-per-channel";
+    case WeightFormat::QqqInt4: return "w4a8-qqq";
+    case WeightFormat::QoqInt4: return "w4a8-qoq";
   }
   return "?";
 }
 
 size_t Weight::nbytes() const {
   if (quant == nullptr) return size_t(numel()) * dtype_size(dtype);
-  return quant->qweight.nbytes() + quant->qzeros.nbytes() + quant->scales.nbytes() + quant->g_idx.nbytes();
+  if (synthetic && !quant->qweight.present() && format == WeightFormat::GptqInt4) {
+    // Not made yet: the bytes its AutoGPTQ tensors will take (fp16 scales, no g_idx).
+    const size_t groups = size_t(cols() / quant->group_size);
+    return size_t(rows()) * size_t(cols()) / 2 + groups * size_t(rows()) * 2 + groups * size_t(rows()) / 2;
+  }
+  return quant->qweight.nbytes() + quant->qzeros.nbytes() + quant->scales.nbytes() + quant->g_idx.nbytes() +
+         quant->group_scales.nbytes();
 }
 
 void validate_quantized(const std::string& name, const Weight& w, int64_t n, int64_t k) {
@@ -143,10 +154,22 @@ void validate_quantized(const std::string& name, const Weight& w, int64_t n, int
               weight_format_name(w.format));
   switch (w.format) {
     case WeightFormat::GptqInt4:
+      if (w.synthetic && !w.quant->qweight.present()) {  // tensors made on demand (synthetic_gptq_parts)
+        SPECQ_CHECK(n % 8 == 0 && k % 8 == 0 && w.quant->group_size > 0 && k % w.quant->group_size == 0,
+                    "synthetic 4-bit tensor '{}' [{}, {}] with group size {} cannot be packed", name, n, k,
+                    w.quant->group_size);
+        return;
+      }
       validate_gptq(name, *w.quant, n, k);
       return;
     case WeightFormat::Int8PerChannel:
       validate_int8(name, *w.quant, n, k);
+      return;
+    case WeightFormat::QqqInt4:
+      qqq::validate(name, *w.quant, n, k);
+      return;
+    case WeightFormat::QoqInt4:
+      qoq::validate(name, *w.quant, n, k);
       return;
     case WeightFormat::Dense:
       break;
@@ -163,6 +186,15 @@ void dequantize_row(const Weight& w, int64_t n, float* out) {
     const auto* row = static_cast<const int8_t*>(q.qweight.data) + n * K;
     const float scale = load_as_float(q.scales.data, q.scales.dtype, size_t(n));
     for (int64_t k = 0; k < K; ++k) out[k] = float(row[k]) * scale;
+    return;
+  }
+  if (is_w4a8(w.format)) {
+    // int8 times an f32 (QQQ) or f16 (QoQ) scale rounds at most once; QoQ per-channel then
+    // subtracts the scaled zero (a second rounding).
+    std::vector<int8_t> row(static_cast<size_t>(K));
+    w4a8_int8_row(w, n, row.data());
+    const float scale = w4a8_output_scale(w, n), szero = w4a8_output_szero(w, n);
+    for (int64_t k = 0; k < K; ++k) out[k] = float(row[size_t(k)]) * scale - szero;
     return;
   }
   const auto* qweight = static_cast<const uint32_t*>(q.qweight.data);
@@ -188,6 +220,31 @@ void dequantize_row(const Weight& w, int64_t n, float* out) {
     group_params(g_idx[k], zero, scale);
     out[k] = float(value(k) - zero) * scale;
   }
+}
+
+Weight quantized_weight(WeightFormat format, std::shared_ptr<const QuantizedWeight> q, DType dtype, int64_t n,
+                        int64_t k) {
+  Weight w;
+  w.format = format;
+  w.quant = std::move(q);
+  w.dtype = dtype;
+  w.shape = {n, k};
+  return w;
+}
+
+bool is_w4a8(WeightFormat format) { return format == WeightFormat::QqqInt4 || format == WeightFormat::QoqInt4; }
+
+void w4a8_int8_row(const Weight& w, int64_t n, int8_t* out) {
+  if (w.format == WeightFormat::QqqInt4) return qqq::int8_row(w, n, out);
+  qoq::int8_row(w, n, out);
+}
+
+float w4a8_output_scale(const Weight& w, int64_t n) {
+  return w.format == WeightFormat::QqqInt4 ? qqq::channel_scale(w, n) : qoq::channel_scale(w, n);
+}
+
+float w4a8_output_szero(const Weight& w, int64_t n) {
+  return w.format == WeightFormat::QoqInt4 ? qoq::channel_szero(w, n) : 0.0f;
 }
 
 size_t Model::weight_bytes() const {

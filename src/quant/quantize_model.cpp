@@ -12,7 +12,11 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "io/synthetic.h"
+#include "io/qoq_checkpoint.h"
+#include "io/qqq_checkpoint.h"
 #include "io/w8a8_checkpoint.h"
+#include "quant/qoq.h"
+#include "quant/qqq.h"
 #include "quant/smoothquant.h"
 
 namespace specq::quant {
@@ -55,6 +59,36 @@ int64_t check_calibration(const std::vector<std::vector<int32_t>>& calibration, 
   return tokens;
 }
 
+// SmoothQuant's smoothing (quant/smoothquant.h): one calibration pass over the unquantized model
+// for the activation ranges, then the factors folded into the weights. Dense linears are smoothed
+// too (the function is unchanged), so the pass does not need every linear to be quantizable.
+void smooth(Model& model, const QuantOptions& options, const std::vector<std::vector<int32_t>>& calibration,
+            int threads, QuantizeSummary& summary, const std::function<void(const std::string&)>& stage) {
+  const ModelConfig& c = model.config;
+  SPECQ_CHECK(!calibration.empty(), "--method {} needs calibration tokens (--calib or --calib-ids)",
+              method_name(options.method));
+  std::vector<LayerRanges> ranges(size_t(c.num_layers));
+  {
+    RunnerOptions ro;
+    ro.threads = threads;
+    ro.observe_linear_input = [&](const LinearInput& in) { observe_ranges(ranges, in); };
+    auto runner = make_cpu_runner(model, ro);
+    summary.calibration_tokens = check_calibration(calibration, *runner, c);
+    stage("calibration forward");
+    for (const auto& seq : calibration) run_sequence(*runner, seq, ForwardRequest::Rows::None, nullptr);
+  }
+  stage("smoothing");
+  smooth_model(model, ranges, options.alpha);
+}
+
+// One matrix in the method's 4-bit format: GptqInt4 (rtn, gptq), QqqInt4 or QoqInt4.
+Weight quantize_4bit(const float* dense, int64_t n, int64_t k, const std::vector<double>& hessian,
+                     const QuantOptions& options) {
+  if (options.method == Method::Qqq) return quantize_qqq(dense, n, k, hessian, options);
+  if (options.method == Method::Qoq) return quantize_qoq(dense, n, k, hessian, options);
+  return gptq_weight_view(std::make_shared<const GptqMatrix>(quantize_matrix(dense, n, k, hessian, options)));
+}
+
 // W8A8: (SmoothQuant: one calibration pass over the unquantized model for the activation ranges,
 // then smoothing folded into the weights) and int8 per-channel RTN of every block linear. Unlike
 // GPTQ no layer depends on its predecessors' quantization, so one pass serves all layers.
@@ -64,22 +98,12 @@ void quantize_w8a8(Model& model, const QuantOptions& options, const std::vector<
   const ModelConfig& c = model.config;
   const int total = int(to_quantize.size());
   if (options.method == Method::SmoothQuant) {
-    SPECQ_CHECK(!calibration.empty(), "SmoothQuant needs calibration tokens (--calib or --calib-ids)");
     SPECQ_CHECK(int(to_quantize.size()) == 7 * c.num_layers,
                 "SmoothQuant folds its factors into neighbouring linears, so every block linear must be quantizable "
                 "({})", summary.kept_dense.empty() ? "" : summary.kept_dense[0].second);
-    std::vector<LayerRanges> ranges(size_t(c.num_layers));
-    {
-      RunnerOptions ro;
-      ro.threads = threads;
-      ro.observe_linear_input = [&](const LinearInput& in) { observe_ranges(ranges, in); };
-      auto runner = make_cpu_runner(model, ro);
-      summary.calibration_tokens = check_calibration(calibration, *runner, c);
-      if (progress) progress(0, total, "calibration forward");
-      for (const auto& seq : calibration) run_sequence(*runner, seq, ForwardRequest::Rows::None, nullptr);
-    }
-    if (progress) progress(0, total, "smoothing");
-    smooth_model(model, ranges, options.alpha);
+    smooth(model, options, calibration, threads, summary, [&](const std::string& what) {
+      if (progress) progress(0, total, what);
+    });
   }
   std::vector<float> dense;
   int done = 0;
@@ -113,7 +137,8 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
   materialize_synthetic(model);
   validate_weights(model);
   const ModelConfig& c = model.config;
-  const bool gptq = options.method == Method::Gptq;
+  // GPTQ, QQQ and QoQ run GPTQ's column loop on each layer's Hessians; QQQ and QoQ smooth first.
+  const bool gptq = options.method == Method::Gptq || options.method == Method::Qqq || options.method == Method::Qoq;
 
   QuantizeSummary summary;
   std::vector<std::vector<BlockLinear>> to_quantize(size_t(c.num_layers));
@@ -141,11 +166,17 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
     return summary;
   }
 
+  if (options.method == Method::Qqq || options.method == Method::Qoq)
+    smooth(model, options, calibration, threads, summary, [&](const std::string& what) {
+      if (progress) progress(0, total, what);
+    });
+
   std::unique_ptr<Runner> runner;
   int observed_layer = -1;
   std::map<LinearSlot, HessianAccumulator> hessians;
   if (gptq && total > 0) {
-    SPECQ_CHECK(!calibration.empty(), "GPTQ needs calibration tokens (--calib or --calib-ids)");
+    SPECQ_CHECK(!calibration.empty(), "--method {} needs calibration tokens (--calib or --calib-ids)",
+                method_name(options.method));
     RunnerOptions ro;
     ro.threads = threads;
     ro.observe_linear_input = [&](const LinearInput& in) {
@@ -175,9 +206,8 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
       dense.resize(size_t(w.numel()));
       cpu::to_float(w.data, w.dtype, w.numel(), dense.data());
       const std::vector<double> h = runner ? hessians.at(lin.slot).hessian() : std::vector<double>{};
-      auto matrix =
-          std::make_shared<const GptqMatrix>(quantize_matrix(dense.data(), w.rows(), w.cols(), h, options));
-      w = gptq_weight_view(matrix);  // the runner reads this Weight in place: later layers see it
+      w = quantize_4bit(dense.data(), w.rows(), w.cols(), h, options);  // the runner reads it in place:
+                                                                        // later layers see it
       summary.quantized.push_back(lin.name);
       ++done;
     }
@@ -189,6 +219,15 @@ QuantizeSummary quantize_model(Model& model, const QuantOptions& options,
 
 HfWriteOptions checkpoint_write_options(const QuantOptions& options, const QuantizeSummary& summary) {
   HfWriteOptions write;
+  // QQQ's and QoQ's configs have no list of dense linears: their tensors (.weight) say so.
+  if (options.method == Method::Qqq) {
+    write.quantization_config = qqq_config_json(options.group_size);
+    return write;
+  }
+  if (options.method == Method::Qoq) {
+    write.quantization_config = qoq_config_json(options.group_size);
+    return write;
+  }
   if (options.bits == 8) {
     // compressed-tensors lists the modules it leaves dense by name.
     std::vector<std::string> ignore = {"lm_head"};

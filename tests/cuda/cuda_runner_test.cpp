@@ -81,7 +81,8 @@ Model synthetic(const std::string& name) { return make_synthetic_model(name); }
 
 TEST(CudaRunner, GreedyMatchesCpuOnSyntheticModels) {
   for (const DType act : {DType::F16, DType::BF16})
-    for (const std::string name : {"tiny", "stories15m", "tiny@f32", "stories15m@bf16"}) {
+    for (const std::string name :
+         {"tiny", "stories15m", "tiny@f32", "stories15m@bf16", "stories15m@w4a16-g32", "stories15m@w4a16-ch"}) {
       Pair p = make_pair_of_runners([&] { return synthetic(name); }, act, 256);
       check_teacher_forced(p, "synthetic:" + name + " act " + std::string(dtype_name(act)), act, 37, 40);
     }

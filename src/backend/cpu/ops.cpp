@@ -61,6 +61,22 @@ int32_t dot_int8(const int8_t* a, const int8_t* b, int64_t k) {
   return sum;
 }
 
+// Runs output_rows(first, last, thread_scratch) over [0, N) split evenly across `threads`, each
+// with its own K floats of scratch (no parallel region at all for one thread: even an inactive one
+// costs a little).
+template <class F>
+void split_output_rows(int64_t N, int64_t K, int threads, float* scratch, const F& output_rows) {
+  if (threads == 1) {
+    output_rows(0, N, scratch);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
+    output_rows(N * id / count, N * (id + 1) / count, scratch + id * K);
+  }
+}
+
 // W8A8: token-major, so each thread quantizes an input row into its own scratch and reuses it
 // for its share of output rows (the rows are re-quantized per thread: K work against N * K).
 void linear_int8(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
@@ -80,15 +96,40 @@ void linear_int8(const float* in, int n, const Weight& w, const float* bias, flo
       }
     }
   };
-  if (threads == 1) {
-    output_rows(0, N, scratch);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
-    output_rows(N * id / count, N * (id + 1) / count, scratch + id * K);
-  }
+  split_output_rows(N, K, threads, scratch, output_rows);
+}
+
+// W4A8 (QqqInt4, QoqInt4): each thread expands a block of weight rows into the int8 values the
+// kernel multiplies, then quantizes each input row once per block and takes the exact int32 dot
+// products. scratch (K floats = 4K bytes per thread) holds kRowBlock weight rows and one input row.
+void linear_w4a8(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,
+                 float* scratch, int threads) {
+  constexpr int64_t kRowBlock = 3;
+  const int64_t N = w.rows(), K = w.cols();
+  const bool needs_sum = w.format == WeightFormat::QoqInt4 && !w.quant->group_scales.present();
+  auto output_rows = [&](int64_t first, int64_t last, float* thread_scratch) {
+    auto* rows = reinterpret_cast<int8_t*>(thread_scratch);
+    int8_t* qx = rows + kRowBlock * K;
+    for (int64_t o0 = first; o0 < last; o0 += kRowBlock) {
+      const int64_t count = std::min(kRowBlock, last - o0);
+      for (int64_t r = 0; r < count; ++r) w4a8_int8_row(w, o0 + r, rows + r * K);
+      for (int t = 0; t < n; ++t) {
+        const float* x = in + int64_t(t) * K;
+        const float sx = quantize_row_int8(x, K, qx);
+        // QoQ per-channel: the zero term needs the token's sum of (unquantized) activations.
+        double sum = 0.0;
+        if (needs_sum)
+          for (int64_t k = 0; k < K; ++k) sum += double(x[k]);
+        for (int64_t r = 0; r < count; ++r) {
+          const int64_t o = o0 + r;
+          const int32_t acc = dot_int8(qx, rows + r * K, K);
+          const float y = float(acc) * sx * w4a8_output_scale(w, o) - w4a8_output_szero(w, o) * float(sum);
+          out[t * out_stride + o] = y + (bias != nullptr ? bias[o] : 0.0f);
+        }
+      }
+    }
+  };
+  split_output_rows(N, K, threads, scratch, output_rows);
 }
 
 }  // namespace
@@ -164,6 +205,7 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
   const int64_t work = N * K * n;
   if (w.format == WeightFormat::Int8PerChannel)
     return linear_int8(in, n, w, bias, out, out_stride, scratch, threads_for(work));
+  if (is_w4a8(w.format)) return linear_w4a8(in, n, w, bias, out, out_stride, scratch, threads_for(work));
   auto output_rows = [&](int64_t first, int64_t last, float* row_buffer) {
     for (int64_t o = first; o < last; ++o) {
       const float* row;
@@ -180,16 +222,7 @@ void linear(const float* in, int n, const Weight& w, const float* bias, float* o
       for (int t = 0; t < n; ++t) out[t * out_stride + o] = dot(in + int64_t(t) * K, row, K) + b;
     }
   };
-  const int threads = threads_for(work);
-  if (threads == 1) {  // no parallel region at all: even an inactive one costs a little
-    output_rows(0, N, scratch);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
-    output_rows(N * id / count, N * (id + 1) / count, scratch + id * K);  // scratch: this thread's row
-  }
+  split_output_rows(N, K, threads_for(work), scratch, output_rows);  // scratch: each thread's row
 }
 
 void rope(float* vec, int64_t stride, int n, int heads, int head_dim, const int32_t* positions,

@@ -26,7 +26,9 @@ float quantize_row_int8(const float* x, int64_t k, int8_t* q);
 // out[t * out_stride + o] = sum_k in[t * K + k] * W[o, k] (+ bias[o]) for the n rows of `in`.
 // W is [N, K] of any floating dtype, or GptqInt4 (each row dequantized exactly, then fp32 math),
 // or Int8PerChannel: each input row is quantized by quantize_row_int8, then
-// out = float(sum_k q_x[k] * q_w[o, k]) * s_x * s_w[o] (+ bias[o]), the sum exact in int32.
+// out = float(sum_k q_x[k] * q_w[o, k]) * s_x * s_w[o] (+ bias[o]), the sum exact in int32;
+// or W4A8 (QqqInt4, QoqInt4): the same with q_w the format's int8 values (w4a8_int8_row) and, for
+// QoQ per-channel, minus szero[o] * sum_k in[t, k] (docs/FORMATS.md).
 // Rows of W are split over threads; scratch holds omp_get_max_threads() * K floats for
 // converting fp16/bf16, dequantizing rows, or one quantized input row.
 void linear(const float* in, int n, const Weight& w, const float* bias, float* out, int64_t out_stride,

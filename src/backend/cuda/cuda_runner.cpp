@@ -14,16 +14,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_runner.h"
+#include "backend/cuda/gemm_w4a16.h"
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
+#include "io/synthetic.h"
 #include "model/llama_forward.h"
 #include "model/runner.h"
+#include "quant/w4a16_tiles.h"
 
 namespace specq {
 namespace {
@@ -44,12 +48,41 @@ struct CudaAct {
 };
 
 struct CudaLinear {
-  void* w = nullptr;
+  void* w = nullptr;  // dense [rows, cols] of the activation dtype; null when w4 is set
   const float* bias = nullptr;
   int rows = 0, cols = 0;
   const char* name = "";  // op family in op_profile
   int family = 0;         // index of its kernel table (LinearFamily)
+  bool w4 = false;        // GptqInt4 weights as W4A16 tiles (gate|up: SwiGLU-interleaved)
+  cuda::W4A16Weight tiles = {};
 };
+
+// Arena bytes of the W4A16 tiles of GptqInt4 parts stacked (W4A16Tiles, without packing them).
+struct W4Sizes {
+  size_t tiles = 0, scales = 0, perm = 0;
+};
+W4Sizes w4_sizes(std::initializer_list<const Weight*> parts, bool swiglu) {
+  int64_t rows = 0;
+  for (const Weight* w : parts) rows += w->rows();
+  const QuantizedWeight& q = *(*parts.begin())->quant;
+  const int64_t k = (*parts.begin())->cols(), groups = k / q.group_size;
+  const int64_t row_tiles = swiglu ? (rows / 2 + 7) / 8 : (rows + 15) / 16;
+  return {size_t(row_tiles) * size_t((k + 63) / 64) * 512, size_t(row_tiles * groups * 16 * (q.sym ? 2 : 4)),
+          q.act_order ? size_t(k) * 4 : 0};
+}
+
+// Formats of fused parts must agree: one kernel runs the fused matrix.
+bool all_w4(std::initializer_list<const Weight*> parts, const std::string& what) {
+  const bool first = (*parts.begin())->format == WeightFormat::GptqInt4;
+  for (const Weight* w : parts) {
+    SPECQ_CHECK(w->format == WeightFormat::Dense || w->format == WeightFormat::GptqInt4,
+                "{} has {} weights, which the CUDA backend does not run yet; use --device cpu", what,
+                weight_format_name(w->format));
+    SPECQ_CHECK((w->format == WeightFormat::GptqInt4) == first,
+                "{}: fused parts mix dense and 4-bit weights, which the CUDA backend cannot fuse", what);
+  }
+  return first;
+}
 
 // Linear layers with their own measured kernel table: their shapes differ enough (split-K for the
 // narrow ones, fp32 output for the LM head) that one layer's winner is not another's.
@@ -70,11 +103,6 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     SPECQ_CHECK(c.head_dim % 8 == 0 && c.head_dim <= 128,
                 "the CUDA backend needs head_dim a multiple of 8 up to 128 (got {})", c.head_dim);
     SPECQ_CHECK(c.hidden_size % 8 == 0, "the CUDA backend needs hidden_size a multiple of 8 (got {})", c.hidden_size);
-    // Quantized linears (docs/FORMATS.md) have no CUDA kernel wired into this runner yet.
-    for (const LayerWeights& l : model_.weights.layers)
-      for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
-        SPECQ_CHECK(!w->quantized(), "'{}' has {} weights, which the CUDA backend does not run yet; use --device cpu",
-                    model_.source, weight_format_name(w->format));
     SPECQ_CHECK(!model_.weights.lm_head.quantized(), "'{}' has a {} lm_head, which the CUDA backend does not run yet",
                 model_.source, weight_format_name(model_.weights.lm_head.format));
     max_context_ = options.max_context > 0 ? options.max_context : std::min(c.max_position_embeddings, 4096);
@@ -93,20 +121,45 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     const Weight& head = model_.weights.lm_head;
     lm_head_tied_ = (head.synthetic && emb.synthetic && head.seed == emb.seed) ||
                     (head.data != nullptr && head.data == emb.data);
+    // A linear's arena slots: the dense matrix, or (4-bit) its tiles, scales and act-order permutation.
+    struct LinearPlan {
+      bool w4 = false;
+      size_t at = 0, scales = 0, perm = 0;
+    };
+    auto plan_linear = [&](std::initializer_list<const Weight*> parts, bool swiglu, const std::string& what) {
+      LinearPlan lp;
+      lp.w4 = all_w4(parts, "'" + model_.source + "' " + what);
+      if (!lp.w4) {
+        size_t bytes = 0;
+        for (const Weight* w : parts) bytes += size_t(w->numel()) * esize_;
+        lp.at = plan.take(bytes);
+        return lp;
+      }
+      const W4Sizes sz = w4_sizes(parts, swiglu);
+      lp.at = plan.take(sz.tiles);
+      lp.scales = plan.take(sz.scales);
+      lp.perm = sz.perm > 0 ? plan.take(sz.perm) : 0;
+      has_w4_ = true;
+      return lp;
+    };
     struct LayerPlan {
-      size_t attn_norm, ffn_norm, qkv, qkv_bias, wo, gate_up, down, k_cache, v_cache;
+      size_t attn_norm, ffn_norm, qkv_bias;
+      LinearPlan qkv, wo, gate_up, down;
     };
     const size_t embed_at = plan.take(size_t(c.vocab_size) * h * esize_);
     const size_t head_at = lm_head_tied_ ? embed_at : plan.take(size_t(c.vocab_size) * h * esize_);
     std::vector<LayerPlan> lp(size_t(c.num_layers));
-    for (LayerPlan& p : lp) {
+    for (int l = 0; l < c.num_layers; ++l) {
+      LayerPlan& p = lp[size_t(l)];
+      const LayerWeights& w = model_.weights.layers[size_t(l)];
+      const std::string layer = fmt::format("layer {}", l);
       p.attn_norm = plan.take(h * 4);
       p.ffn_norm = plan.take(h * 4);
-      p.qkv = plan.take(size_t(q + 2 * kv) * h * esize_);
+      p.qkv = plan_linear({&w.wq, &w.wk, &w.wv}, false, layer + " q/k/v");
       p.qkv_bias = c.attention_bias ? plan.take(size_t(q + 2 * kv) * 4) : 0;
-      p.wo = plan.take(size_t(h) * q * esize_);
-      p.gate_up = plan.take(size_t(2 * inter) * h * esize_);
-      p.down = plan.take(size_t(h) * inter * esize_);
+      p.wo = plan_linear({&w.wo}, false, layer + " o_proj");
+      p.gate_up = plan_linear({&w.w_gate, &w.w_up}, true, layer + " gate/up");
+      p.down = plan_linear({&w.w_down}, false, layer + " down_proj");
     }
     const size_t final_norm_at = plan.take(h * 4);
     weight_bytes_ = plan.used();
@@ -133,6 +186,8 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     const size_t attn_ws_at = plan.take(attn_ws);
     const size_t cublas_ws_at = plan.take(kCublasWorkspace);
     const size_t skinny_ws_at = plan.take(cuda::skinny_gemm_workspace_bytes(sm_count_));
+    const size_t w4_ws_at =
+        has_w4_ ? plan.take(cuda::w4a16_workspace_bytes(max_tokens_, int(std::max({h, q, inter})), sm_count_)) : 0;
     const size_t staging_at = plan.take(kStagingBytes);
     input_bytes_ = input_layout(max_tokens_).end;
     const size_t inputs_at = plan.take(input_bytes_);
@@ -156,7 +211,7 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
 
     embed_ = at(embed_at);
     upload(emb, embed_, act_);
-    lm_head_ = {at(head_at), nullptr, c.vocab_size, int(h), "lm_head", kLmHeadFamily};
+    lm_head_ = {at(head_at), nullptr, c.vocab_size, int(h), "lm_head", kLmHeadFamily, false, {}};
     if (!lm_head_tied_) upload(head, lm_head_.w, act_);
     layers_.resize(size_t(c.num_layers));
     for (int l = 0; l < c.num_layers; ++l) {
@@ -167,18 +222,19 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
       L.ffn_norm = reinterpret_cast<float*>(at(p.ffn_norm));
       upload(w.attn_norm, L.attn_norm, DType::F32);
       upload(w.ffn_norm, L.ffn_norm, DType::F32);
-      L.qkv = {at(p.qkv), nullptr, int(q + 2 * kv), int(h), "qkv", kQkvFamily};
-      upload_fused({&w.wq, &w.wk, &w.wv}, L.qkv.w, act_);
+      const std::string layer = fmt::format("model.layers.{}.", l);
+      L.qkv = {nullptr, nullptr, int(q + 2 * kv), int(h), "qkv", kQkvFamily, false, {}};
+      upload_linear(L.qkv, p.qkv, {&w.wq, &w.wk, &w.wv}, false, layer + "self_attn.qkv");
       if (c.attention_bias) {
         L.qkv.bias = reinterpret_cast<float*>(at(p.qkv_bias));
         upload_fused({&w.bq, &w.bk, &w.bv}, at(p.qkv_bias), DType::F32);
       }
-      L.wo = {at(p.wo), nullptr, int(h), int(q), "wo", kWoFamily};
-      upload(w.wo, L.wo.w, act_);
-      L.gate_up = {at(p.gate_up), nullptr, int(2 * inter), int(h), "gate_up", kGateUpFamily};
-      upload_fused({&w.w_gate, &w.w_up}, L.gate_up.w, act_);
-      L.down = {at(p.down), nullptr, int(h), int(inter), "down", kDownFamily};
-      upload(w.w_down, L.down.w, act_);
+      L.wo = {nullptr, nullptr, int(h), int(q), "wo", kWoFamily, false, {}};
+      upload_linear(L.wo, p.wo, {&w.wo}, false, layer + "self_attn.o_proj");
+      L.gate_up = {nullptr, nullptr, int(2 * inter), int(h), "gate_up", kGateUpFamily, false, {}};
+      upload_linear(L.gate_up, p.gate_up, {&w.w_gate, &w.w_up}, true, layer + "mlp.gate_up");
+      L.down = {nullptr, nullptr, int(h), int(inter), "down", kDownFamily, false, {}};
+      upload_linear(L.down, p.down, {&w.w_down}, false, layer + "mlp.down_proj");
       L.k_cache = at(k_cache_at) + size_t(l) * layer_cache_bytes_;
       L.v_cache = at(v_cache_at) + size_t(l) * layer_cache_bytes_;
     }
@@ -203,6 +259,10 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     attn_workspace_ = attn_ws > 0 ? at(attn_ws_at) : nullptr;
     skinny_workspace_ = at(skinny_ws_at);
     cuda::skinny_gemm_clear_workspace(skinny_workspace_, sm_count_, stream_);
+    if (has_w4_) {
+      w4_workspace_ = at(w4_ws_at);
+      cuda::w4a16_clear_workspace(w4_workspace_, sm_count_, stream_);
+    }
     inputs_ = at(inputs_at);
     src_rows_ = reinterpret_cast<int32_t*>(at(src_rows_at));
     const std::vector<float> inv_freq = rope_inv_freq(c);
@@ -573,22 +633,27 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     return result;
   }
 
-  enum class LinearKernel { Gemv, Skinny, Cublas };
+  enum class LinearKernel { Gemv, Skinny, Cublas, W4a16 };
   static const char* kernel_name(LinearKernel k) {
-    return k == LinearKernel::Gemv ? "gemv" : k == LinearKernel::Skinny ? "skinny" : "cuBLAS";
+    return k == LinearKernel::Gemv ? "gemv" : k == LinearKernel::Skinny ? "skinny" : k == LinearKernel::W4a16 ? "w4a16"
+                                                                                                          : "cuBLAS";
   }
 
   static bool can_run(LinearKernel k, const CudaLinear& lin, int n) {
+    if (lin.w4 != (k == LinearKernel::W4a16)) return false;
+    if (k == LinearKernel::W4a16) return true;
     if (k == LinearKernel::Gemv) return n <= cuda::kGemvMaxTokens;
     if (k == LinearKernel::Skinny) return n >= 2 && n <= cuda::kSkinnyMaxTokens && lin.cols % 8 == 0;
     return true;
   }
 
   bool fuses_swiglu(LinearKernel k, const CudaLinear& lin) const {
+    if (k == LinearKernel::W4a16) return lin.tiles.swiglu;  // its tiles interleave gate and up rows
     return k != LinearKernel::Cublas && lin.bias == nullptr && config_.intermediate_size % 2 == 0;
   }
 
   LinearKernel linear_kernel(const CudaLinear& lin, int n) const {
+    if (lin.w4) return LinearKernel::W4a16;
     const std::vector<LinearKernel>& table = kernel_by_tokens_[size_t(lin.family)];
     return size_t(n) < table.size() ? table[size_t(n)] : LinearKernel::Cublas;
   }
@@ -604,6 +669,13 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     return can_run(k, lin, n) ? k : LinearKernel::Cublas;
   }
 
+  // The measured W4A16 tile shape for n tokens (the largest rung's past the table).
+  cuda::W4A16Config w4_config(const CudaLinear& lin, int n) const {
+    const std::vector<cuda::W4A16Config>& table = w4_config_by_tokens_[size_t(lin.family)];
+    if (table.empty()) return cuda::w4a16_default_config(lin.tiles, n, sm_count_);  // layer 0 of the family is dense
+    return table[std::min(size_t(n), table.size() - 1)];
+  }
+
   // y = x W^T with the given kernel; swiglu: w is [gate; up] and out receives silu(gate) * up.
   void run_linear(LinearKernel kernel, const CudaLinear& lin, const void* in, void* out, bool out_fp32, int n,
                   bool swiglu) {
@@ -616,6 +688,10 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
         cuda::skinny_gemm(lin.w, in, lin.bias, out, out_fp32, act_, n, lin.rows, lin.cols, swiglu, skinny_workspace_,
                           sm_count_, stream_);
         return;
+      case LinearKernel::W4a16:
+        cuda::gemm_w4a16(lin.tiles, in, act_, n, lin.bias, out, out_fp32, w4_config(lin, n), w4_workspace_, sm_count_,
+                         stream_);
+        return;
       case LinearKernel::Cublas:
         break;
     }
@@ -627,7 +703,7 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
   // SwiGLU, fused or not) at a ladder of counts; each count up to the next rung takes that rung's
   // winner. SPECQ_CUDA_VERBOSE=1 prints the table.
   void choose_linear_kernels() {
-    const int top = std::min(max_tokens_, cuda::kSkinnyMaxTokens);
+    const int top = std::min(max_tokens_, has_w4_ ? 256 : cuda::kSkinnyMaxTokens);
     const ModelConfig& c = config_;
     for (CudaAct* input : {&xn_, &attn_, &ffn_})
       cuda::fill_synthetic(input->ptr, act_, int64_t(top) * input->dim, 99, 0, 0.0f, 1.0f, act_, stream_);
@@ -665,6 +741,10 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
         }
         return best;
       };
+      if (lin.w4) {
+        choose_w4_configs(f, lin, top, verbose, [&](int n) { return time_ms(LinearKernel::W4a16, n); });
+        continue;
+      }
       std::vector<LinearKernel>& table = kernel_by_tokens_[size_t(f)];
       table.assign(size_t(top) + 1, LinearKernel::Cublas);
       int covered = 0;
@@ -691,6 +771,79 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
+  }
+
+  // W4A16 tile shapes, like the kernel table: every compiled shape and split count that suits a rung
+  // is timed on layer 0 and the fastest serves the counts up to that rung.
+  template <typename TimeMs>
+  void choose_w4_configs(int family, const CudaLinear& lin, int top, bool verbose, TimeMs&& time_ms) {
+    std::vector<cuda::W4A16Config>& table = w4_config_by_tokens_[size_t(family)];
+    table.assign(size_t(top) + 1, cuda::w4a16_default_config(lin.tiles, 1, sm_count_));
+    int covered = 0;
+    for (const int rung : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256}) {
+      const int n = std::min(rung, top);
+      if (n <= covered) break;
+      cuda::W4A16Config best = cuda::w4a16_default_config(lin.tiles, n, sm_count_);
+      float best_ms = 1e30f;
+      std::string line;
+      for (cuda::W4A16Config shape : cuda::w4a16_shapes()) {
+        const int tokens = 8 * shape.token_tiles;
+        if (tokens > std::max(8, 2 * n) || 4 * tokens < n) continue;  // far too wide or too narrow a tile
+        for (const int splits : cuda::w4a16_split_choices(shape, lin.tiles, n, sm_count_)) {
+          shape.splits = splits;
+          for (int i = covered + 1; i <= n; ++i) table[size_t(i)] = shape;
+          const float ms = time_ms(n);
+          if (verbose) line += fmt::format(" {} {:.1f}", shape.name(), ms * 1e3);
+          if (ms < best_ms) {
+            best_ms = ms;
+            best = shape;
+          }
+        }
+      }
+      for (int i = covered + 1; i <= n; ++i) table[size_t(i)] = best;
+      covered = n;
+      if (verbose)
+        fmt::print(stderr, "specq cuda: {} (w4a16) at {} tokens:{} us -> {}\n", lin.name, n, line, best.name());
+    }
+  }
+
+  // A linear's weights into its planned slots: dense (converted to the activation dtype), or
+  // GptqInt4 parts packed into W4A16 tiles on the host (synthetic ones made first) and copied.
+  void upload_linear(CudaLinear& lin, const auto& plan, std::initializer_list<const Weight*> parts, bool swiglu,
+                     const std::string& name) {
+    uint8_t* base = arena_.get<uint8_t>();
+    if (!plan.w4) {
+      lin.w = base + plan.at;
+      upload_fused(parts, lin.w, act_);
+      return;
+    }
+    std::vector<std::shared_ptr<const QuantizedWeight>> made;
+    std::vector<Weight> views;
+    views.reserve(parts.size());
+    for (const Weight* w : parts) {
+      views.push_back(*w);
+      if (w->synthetic && !w->quant->qweight.present()) views.back().quant = synthetic_gptq_parts(*w);
+    }
+    std::vector<const Weight*> ptrs;
+    for (const Weight& v : views) ptrs.push_back(&v);
+    const W4A16Tiles t = pack_w4a16_tiles(ptrs, act_, swiglu, name);
+    lin.w4 = true;
+    lin.tiles.tiles = base + plan.at;
+    lin.tiles.scales = base + plan.scales;
+    lin.tiles.perm = t.perm.empty() ? nullptr : reinterpret_cast<const int32_t*>(base + plan.perm);
+    lin.tiles.rows = t.rows;
+    lin.tiles.row_tiles = t.row_tiles;
+    lin.tiles.k = t.k;
+    lin.tiles.chunks = t.chunks;
+    lin.tiles.group_size = t.group_size;
+    lin.tiles.groups = t.groups;
+    lin.tiles.sym = t.sym;
+    lin.tiles.swiglu = t.swiglu;
+    SPECQ_CUDA(cudaMemcpyAsync(base + plan.at, t.tiles.data(), t.tiles.size() * 4, cudaMemcpyHostToDevice, stream_));
+    SPECQ_CUDA(cudaMemcpyAsync(base + plan.scales, t.scales.data(), t.scales.size() * 2, cudaMemcpyHostToDevice, stream_));
+    if (!t.perm.empty())
+      SPECQ_CUDA(cudaMemcpyAsync(base + plan.perm, t.perm.data(), t.perm.size() * 4, cudaMemcpyHostToDevice, stream_));
+    SPECQ_CUDA(cudaStreamSynchronize(stream_));
   }
 
   // Uploads one weight into dst as `dtype`: generated on the device when synthetic, else copied
@@ -749,6 +902,9 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
   float* host_hidden_ = nullptr;
 
   std::array<std::vector<LinearKernel>, kFamilies> kernel_by_tokens_;  // [family][n]; cuBLAS past the end
+  std::array<std::vector<cuda::W4A16Config>, kFamilies> w4_config_by_tokens_;  // [family][n] for 4-bit linears
+  bool has_w4_ = false;
+  void* w4_workspace_ = nullptr;
   std::map<int, cudaGraphExec_t> graphs_;
   const ForwardRequest* request_ = nullptr;
   bool swiglu_fused_ = false;  // the gate|up kernel already wrote ffn_ (swiglu() has nothing to do)

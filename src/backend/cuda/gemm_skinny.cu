@@ -20,6 +20,7 @@
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma.cuh"
+#include "backend/cuda/split_k.cuh"
 
 namespace specq::cuda {
 namespace {
@@ -43,40 +44,10 @@ struct SkinnyParams {
   const void* x;
   const float* bias;
   void* y;
-  float* partial;  // [tiles][splits][MT * kTileRows] in fragment order
+  float* partial;  // [tiles][splits][MT * kTileRows] (finish_split_k)
   int* tickets;    // [tiles], zero between launches
   int n, rows, cols, inter, k_per_split, splits;
 };
-
-// Split-K: every block of a tile writes its fp32 accumulators (fragment order, so the stores and
-// the loads below are coalesced); the last to take the tile's ticket sums the others into its own
-// registers and goes on to the epilogue. Returns whether this block is that last one.
-template <int kBlockThreads, int kTiles>
-__device__ bool finish_split_k(const SkinnyParams& p, int tile, int split, float (&acc)[kTiles][4]) {
-  __shared__ int is_last;
-  constexpr int kPartial = kTiles * 4 * kBlockThreads;
-  float* mine = p.partial + (int64_t(tile) * p.splits + split) * kPartial;
-#pragma unroll
-  for (int j = 0; j < kTiles; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) mine[(j * 4 + e) * kBlockThreads + threadIdx.x] = acc[j][e];
-  __threadfence();  // partials visible device-wide before the ticket is taken
-  __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(&p.tickets[tile], 1) == p.splits - 1;
-  __syncthreads();
-  if (!is_last) return false;
-  __threadfence();
-  for (int s = 0; s < p.splits; ++s) {
-    if (s == split) continue;
-    const float* other = p.partial + (int64_t(tile) * p.splits + s) * kPartial;
-#pragma unroll
-    for (int j = 0; j < kTiles; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[j][e] += __ldcg(other + (j * 4 + e) * kBlockThreads + threadIdx.x);
-  }
-  if (threadIdx.x == 0) p.tickets[tile] = 0;  // ready for the next launch (graph replays)
-  return true;
-}
 
 template <typename T, typename OutT, int MT, bool kSwiglu>
 __global__ void __launch_bounds__(kThreads) staged_kernel(SkinnyParams p) {
@@ -154,7 +125,9 @@ __global__ void __launch_bounds__(kThreads) staged_kernel(SkinnyParams p) {
   }
   cp_async_wait<0>();
 
-  if (p.splits > 1 && !finish_split_k<kThreads>(p, tile, split, acc)) return;
+  if (p.splits > 1 && !finish_split_k(p.partial, p.tickets, tile, split, p.splits, true, int(threadIdx.x), kThreads,
+                                      reinterpret_cast<float(&)[MT / 8 * 4]>(acc)))
+    return;
 
   __syncthreads();  // every warp is done reading the ring: reuse it as the output tile
   float* sc = reinterpret_cast<float*>(smem);
