@@ -658,15 +658,19 @@ class CudaRunner final : public Runner, public cuda::DeviceModel {
     return size_t(n) < table.size() ? table[size_t(n)] : LinearKernel::Cublas;
   }
 
-  // A borrower's weight runs with the table of the runner's layer family of the same role; its shape
-  // may differ from the measured one, so cuBLAS where the table's kernel cannot run it.
+  // A borrower's (dense) weight runs with the table of the runner's layer family of the same role.
+  // Where that kernel cannot run it (another shape, or the family's layers are W4A16): the GEMV up
+  // to its token limit, then the skinny GEMM, then cuBLAS (unmeasured for this weight).
   static CudaLinear borrowed_linear(cuda::LinearFamily family, const void* w, const float* bias, int rows, int cols) {
     static constexpr int kFamilyOf[] = {kQkvFamily, kWoFamily, kGateUpFamily, kDownFamily, kLmHeadFamily};
     return {const_cast<void*>(w), bias, rows, cols, "borrowed", kFamilyOf[int(family)]};
   }
   LinearKernel borrowed_kernel(const CudaLinear& lin, int n) const {
     const LinearKernel k = linear_kernel(lin, n);
-    return can_run(k, lin, n) ? k : LinearKernel::Cublas;
+    if (can_run(k, lin, n)) return k;
+    for (const LinearKernel other : {LinearKernel::Gemv, LinearKernel::Skinny})
+      if (can_run(other, lin, n)) return other;
+    return LinearKernel::Cublas;
   }
 
   // The measured W4A16 tile shape for n tokens (the largest rung's past the table).
