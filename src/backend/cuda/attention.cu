@@ -19,12 +19,13 @@
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma.cuh"
-#include "model/runner.h"
 
 namespace specq::cuda {
 namespace {
 
 constexpr int kKeyTile = 64;  // key rows per tile
+// mask_words() of model/runner.h, which nvcc cannot include (it reaches fmt through model/weights.h).
+__host__ __device__ constexpr int mask_row_words(int n) { return (n + 63) / 64; }
 constexpr int kThreads = 128;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 32;         // row tiles: slices per (tile, head)
@@ -110,7 +111,7 @@ __global__ void __launch_bounds__(kThreads) mma_kernel(Params p) {
   const int cache_len = *p.step.cache_len;
   const bool has_mask = *p.step.has_mask != 0;
   const int q0 = p.step.query_offset != nullptr ? *p.step.query_offset : 0;
-  const int words = p.step.mask_stride > 0 ? p.step.mask_stride : mask_words(n);
+  const int words = p.step.mask_stride > 0 ? p.step.mask_stride : mask_row_words(n);
   const int row0 = q_tile * kRows;
 
   // Keys this block can see: causal tiles stop after their last token; a tree may see all new rows.
