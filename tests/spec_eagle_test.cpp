@@ -1,10 +1,14 @@
 // EAGLE head checkpoints and the --spec CLI flags.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -68,15 +72,53 @@ void write_safetensors(const EagleWeights& w, const ModelConfig& c, const fs::pa
 
 // Two heads with the same weights give bit-identical logits on the same inputs.
 void expect_same_head(Model& base, EagleWeights a_weights, EagleWeights b_weights) {
-  EagleHead a(base, std::move(a_weights), 64, 16), b(base, std::move(b_weights), 64, 16);
+  CpuEagleHead a(base, std::move(a_weights), 64, 16), b(base, std::move(b_weights), 64, 16);
   const std::vector<int32_t> tokens{5, 77, 300, 2};
   const std::vector<int32_t> positions{0, 1, 2, 3};
   std::vector<float> features(4 * size_t(base.config.hidden_size));
   for (size_t i = 0; i < features.size(); ++i) features[i] = synthetic_value(9, i, 0.0f, 1.0f);
-  a.forward(tokens, features.data(), positions, 0, 0, nullptr, 0, 0);
-  b.forward(tokens, features.data(), positions, 0, 0, nullptr, 0, 0);
+  EagleStep step;
+  step.tokens = tokens;
+  step.features = positions;  // the features stored for positions 0..3
+  step.positions = positions;
+  for (CpuEagleHead* head : {&a, &b}) {
+    head->set_features(0, HiddenRows{4, {}, features, nullptr, nullptr});
+    head->forward(step);
+  }
   for (int t = 0; t < 4; ++t)
-    for (int v = 0; v < base.config.vocab_size; ++v) ASSERT_EQ(a.logits(t)[v], b.logits(t)[v]);
+    for (int v = 0; v < base.config.vocab_size; ++v) ASSERT_EQ(a.logits(t)[size_t(v)], b.logits(t)[size_t(v)]);
+}
+
+// The reference top-k (which the CUDA kernel is tested against): a full sort by (value desc, id asc)
+// and log-probabilities from a double log-sum-exp; ties at the cut take the smaller ids.
+TEST(EagleTopK, MatchesAFullSort) {
+  std::mt19937 rng(5);
+  for (const int n : {1, 7, 1000, 32000}) {
+    std::vector<float> logits(static_cast<size_t>(n));
+    for (float& v : logits) v = float(int(rng() % 64)) * 0.125f - 4.0f;  // many exact ties
+    double total = 0.0;
+    const float top = *std::max_element(logits.begin(), logits.end());
+    for (float v : logits) total += std::exp(double(v) - double(top));
+    std::vector<int32_t> sorted(static_cast<size_t>(n)), scratch(static_cast<size_t>(n));
+    std::iota(sorted.begin(), sorted.end(), 0);
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+    for (const int k : {1, 3, 10, 32}) {
+      if (k > n) continue;
+      std::vector<int32_t> ids(static_cast<size_t>(k));
+      std::vector<float> logp(static_cast<size_t>(k));
+      cpu::top_k_logprobs(logits.data(), n, k, ids.data(), logp.data(), scratch.data());
+      for (int i = 0; i < k; ++i) {
+        ASSERT_EQ(ids[size_t(i)], sorted[size_t(i)]) << "n " << n << " k " << k << " rank " << i;
+        const double want = double(logits[size_t(sorted[size_t(i)])]) - double(top) - std::log(total);
+        ASSERT_NEAR(logp[size_t(i)], want, 1e-5);
+        ASSERT_LE(logp[size_t(i)], 0.0f);
+      }
+    }
+  }
+  std::vector<int32_t> ids(2), scratch(1);
+  std::vector<float> logp(2), one{0.5f};
+  EXPECT_THROW(cpu::top_k_logprobs(one.data(), 1, 2, ids.data(), logp.data(), scratch.data()), Error);
 }
 
 TEST(EagleLoader, SafetensorsRoundTripGivesTheSameHead) {

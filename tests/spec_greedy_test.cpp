@@ -115,7 +115,7 @@ TEST_F(SpecGreedy, EagleTrees) {
   };
   for (Shape s : {Shape{6, 10, 60}, Shape{6, 10, 128}, Shape{8, 3, 40}, Shape{1, 1, 2}}) {
     EagleTreeOptions tree{s.depth, s.topk, s.size};
-    EagleHead head(*stories_, random_eagle_weights(stories_->config, 7), target->max_context() + s.depth * s.topk,
+    CpuEagleHead head(*stories_, random_eagle_weights(stories_->config, 7), target->max_context() + s.depth * s.topk,
                    target->max_tokens_per_forward());
     EagleDrafter drafter(head, tree);
     check_identity(*target, drafter, cases,
@@ -123,7 +123,7 @@ TEST_F(SpecGreedy, EagleTrees) {
   }
   // A synthetic target too (vocabulary 512, two layers).
   auto tiny = make_cpu_runner(*tiny_, small_runner());
-  EagleHead head(*tiny_, random_eagle_weights(tiny_->config, 3), tiny->max_context() + 60, 512);
+  CpuEagleHead head(*tiny_, random_eagle_weights(tiny_->config, 3), tiny->max_context() + 60, 512);
   EagleDrafter drafter(head, EagleTreeOptions{6, 10, 60});
   check_identity(*tiny, drafter, make_cases(*tiny, 8, 3), "eagle on synthetic:tiny: D=6 k=10 T=60");
 }
@@ -189,7 +189,7 @@ TEST_F(SpecGreedy, Stories15MShape) {
   const std::vector<Case> cases{{{1, 400, 1200, 31000}, 10}, {{1}, 12}};
   DraftModelDrafter drafter(*cut_runner, 4);
   check_identity(*target, drafter, cases, "stories15m shape: 2-layer copy, gamma 4");
-  EagleHead head(big, random_eagle_weights(big.config, 1), 64 + 12, 64);
+  CpuEagleHead head(big, random_eagle_weights(big.config, 1), 64 + 12, 64);
   EagleDrafter eagle(head, EagleTreeOptions{3, 4, 16});
   check_identity(*target, eagle, cases, "stories15m shape: eagle D=3 k=4 T=16");
 }
@@ -201,7 +201,7 @@ TEST_F(SpecGreedy, Cascades) {
   auto bottom_runner = make_cpu_runner(bottom, small_runner());
   const std::vector<Case> cases = make_cases(*target, 8, 4);
   {  // HierSpec: EAGLE head -> middle model -> target.
-    EagleHead head(middle, random_eagle_weights(middle.config, 11), middle_runner->max_context() + 30, 512);
+    CpuEagleHead head(middle, random_eagle_weights(middle.config, 11), middle_runner->max_context() + 30, 512);
     EagleDrafter eagle(head, EagleTreeOptions{3, 10, 30});
     CascadeDrafter cascade(*middle_runner, eagle, 6, SamplingOptions{});
     check_identity(*target, cascade, cases, "cascade: eagle -> 3-layer -> target");
@@ -236,7 +236,7 @@ TEST_F(SpecGreedy, StopIdInsideAStepAndFullContext) {
   DraftModelDrafter small_drafter(*small_self, 6);
   const std::vector<Case> long_run{{{1, 403, 407}, 100}, {{1}, 100}};
   check_identity(*small_target, small_drafter, long_run, "context of 40 rows");
-  EagleHead head(*stories_, random_eagle_weights(stories_->config, 5), 40 + 60, 512);
+  CpuEagleHead head(*stories_, random_eagle_weights(stories_->config, 5), 40 + 60, 512);
   EagleDrafter eagle(head, EagleTreeOptions{6, 10, 60});
   check_identity(*small_target, eagle, long_run, "context of 40 rows, eagle");
 }

@@ -130,7 +130,7 @@ TEST_F(SpecSampling, ChainIsLossless) {
 }
 
 TEST_F(SpecSampling, TreeIsLossless) {
-  EagleHead head(target_model_, random_eagle_weights(target_model_.config, 9), 64 + 16, 64);
+  CpuEagleHead head(target_model_, random_eagle_weights(target_model_.config, 9), 64 + 16, 64);
   EagleDrafter drafter(head, EagleTreeOptions{2, 4, 10});
   expect_lossless(*target_, drafter, plain(3), 100000, "eagle tree D=2 k=4 T=10, T=1");
   expect_lossless(*target_, drafter, truncated_sampling(4), 10000, "eagle tree, T=1.5 top-k 12 top-p 0.95");

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "cli/spec_flags.h"
 #include "core/error.h"
 #include "core/timer.h"
 #include "gen/generate.h"
@@ -21,6 +22,7 @@ struct BenchFlags {
   std::string tokens_per_forward = "1,2,4,8,16,32,64,128";
   int repeats = 10;
   bool json = false;
+  std::string project_tau = "2,3,4,5";  // --spec: projected speedups at these mean accepted lengths
 };
 
 // Median wall time of `repeats` forwards of k tokens as one speculative chain after `cache_len` rows.
@@ -45,6 +47,28 @@ double forward_ms(Runner& runner, int k, int cache_len, int repeats, std::mt1993
   return times[times.size() / 2];
 }
 
+// "2,3.5" -> {2, 3.5}: mean accepted lengths (>= 1).
+std::vector<double> parse_taus(const std::string& text) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    size_t used = 0;
+    double tau = 0.0;
+    try {
+      tau = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    SPECQ_CHECK(used == item.size() && !item.empty() && tau >= 1.0,
+                "--project-tau: '{}' is not a mean accepted length (a number >= 1)", item);
+    out.push_back(tau);
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 Command add_bench(CLI::App& app) {
@@ -58,6 +82,11 @@ Command add_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--repeats", flags->repeats, "Timed repeats per token count (median)")->capture_default_str();
   sub->add_flag("--json", flags->json, "Print one JSON object");
+  auto spec = std::make_shared<SpecFlags>();
+  add_spec_flags(*sub, *spec);
+  sub->add_option("--project-tau", flags->project_tau,
+                  "With --spec: mean accepted lengths to project the speedup at (the per-step time measured here)")
+      ->capture_default_str();
   auto run = [=]() -> int {
     SPECQ_CHECK(flags->prompt_tokens >= 1, "--prompt-tokens must be >= 1 (got {})", flags->prompt_tokens);
     SPECQ_CHECK(flags->new_tokens >= 2, "--new-tokens must be >= 2 (got {})", flags->new_tokens);
@@ -66,8 +95,9 @@ Command add_bench(CLI::App& app) {
     for (int32_t k : counts) SPECQ_CHECK(k >= 1, "--tokens-per-forward: {} is not a positive count", k);
     const int widest = counts.empty() ? 1 : *std::max_element(counts.begin(), counts.end());
     SessionFlags session_flags = *opts;
-    if (session_flags.max_context == 0)
-      session_flags.max_context = flags->prompt_tokens + std::max(flags->new_tokens, widest) + 1;
+    if (session_flags.max_context == 0)  // with --spec, room for a full tree at the last step
+      session_flags.max_context =
+          flags->prompt_tokens + std::max(flags->new_tokens, widest) + 1 + (spec->method == "none" ? 0 : 256);
     Session session = open_session(session_flags);
     auto runner = session.make_runner();
 
@@ -114,6 +144,37 @@ Command add_bench(CLI::App& app) {
     nlohmann::json op_ms = nlohmann::json::object();
     for (const auto& [op, ms] : op_profile) op_ms[op] = ms;
 
+    // Speculative decoding of the same prompt: time per target step by phase (draft, verify,
+    // bookkeeping = acceptance, KV compaction, the drafter's news), measured wall time on the host
+    // (each phase ends synchronised with the device).
+    nlohmann::json speculative;
+    if (spec->method != "none") {
+      SpeculativeDecoder decoder(*spec, session, *runner, gen.sampling);
+      SpecStats stats;
+      decoder.generate(prompt, gen, {}, stats);  // warm-up: graphs captured, modules loaded
+      const GenerateResult sr = decoder.generate(prompt, gen, {}, stats);
+      const double steps = std::max(1, stats.target_steps);
+      const double step_ms = (stats.draft_seconds + stats.verify_seconds + stats.bookkeeping_seconds) / steps * 1e3;
+      const double ar_ms = 1e3 / tps;
+      nlohmann::json projected = nlohmann::json::object();
+      for (const double tau : parse_taus(flags->project_tau))
+        projected[fmt::format("{:g}", tau)] = tau * ar_ms / step_ms;
+      speculative = {
+          {"method", spec->method},
+          {"tokens_per_second", sr.tokens_per_second()},
+          {"speedup", sr.tokens_per_second() / tps},
+          {"mean_accepted_length", stats.mean_accepted_length()},
+          {"target_steps", stats.target_steps},
+          {"ms_per_step", step_ms},
+          {"phase_ms_per_step",
+           {{"draft", stats.draft_seconds / steps * 1e3},
+            {"verify", stats.verify_seconds / steps * 1e3},
+            {"bookkeeping", stats.bookkeeping_seconds / steps * 1e3}}},
+          {"projected_speedup_by_tau", projected},
+      };
+      add_spec_json(speculative, stats);
+    }
+
     nlohmann::json out = {
         {"model", session.model.source},
         {"device", session.flags.device},
@@ -131,6 +192,7 @@ Command add_bench(CLI::App& app) {
         {"op_ms", op_ms},
         {"op_ms_by_tokens", op_ms_by_tokens},
     };
+    if (!speculative.is_null()) out["speculative"] = speculative;
     if (flags->json) {
       fmt::print("{}\n", out.dump());
       return 0;
@@ -146,6 +208,17 @@ Command add_bench(CLI::App& app) {
     for (int32_t k : counts) {
       const double ms = by_tokens[std::to_string(k)].get<double>();
       fmt::print("{:>8} {:>12.3f} {:>10}\n", k, ms, one > 0 ? fmt::format("{:.2f}", ms / one) : "-");
+    }
+    if (!speculative.is_null()) {
+      const nlohmann::json& p = speculative["phase_ms_per_step"];
+      fmt::print("speculative ({}): {:.1f} tok/s ({:.2f}x AR), tau {:.3f} over {} target steps\n", spec->method,
+                 speculative["tokens_per_second"].get<double>(), speculative["speedup"].get<double>(),
+                 speculative["mean_accepted_length"].get<double>(), speculative["target_steps"].get<int>());
+      fmt::print("  per target step: {:.3f} ms = draft {:.3f} + verify {:.3f} + bookkeeping {:.3f}\n",
+                 speculative["ms_per_step"].get<double>(), p["draft"].get<double>(), p["verify"].get<double>(),
+                 p["bookkeeping"].get<double>());
+      for (const auto& [tau, x] : speculative["projected_speedup_by_tau"].items())
+        fmt::print("  at tau {}: projected {:.2f}x AR\n", tau, x.get<double>());
     }
     if (!op_profile.empty()) {
       double total = 0.0;

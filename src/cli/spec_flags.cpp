@@ -26,8 +26,9 @@ EagleTreeOptions tree_options(const SpecFlags& flags, bool under_cascade) {
   return o;
 }
 
-std::unique_ptr<EagleHead> make_eagle_head(const std::string& spec, Model& base, const Runner& runner,
-                                           const EagleTreeOptions& tree) {
+// The head runs where `runner` (the model whose hidden states it reads) runs: CUDA or CPU.
+std::unique_ptr<EagleHead> eagle_head_for(const std::string& spec, Model& base, Runner& runner,
+                                          const EagleTreeOptions& tree) {
   EagleWeights weights;
   if (spec.rfind("random", 0) == 0) {
     uint64_t seed = 0;
@@ -44,7 +45,7 @@ std::unique_ptr<EagleHead> make_eagle_head(const std::string& spec, Model& base,
     weights = load_eagle_weights(spec, base.config);
   }
   const int rows = runner.max_context() + tree.depth * tree.topk;
-  return std::make_unique<EagleHead>(base, std::move(weights), rows, runner.max_tokens_per_forward());
+  return make_eagle_head(base, std::move(weights), runner, rows, runner.max_tokens_per_forward());
 }
 
 }  // namespace
@@ -79,13 +80,13 @@ SpeculativeDecoder::SpeculativeDecoder(const SpecFlags& flags, Session& session,
   }
   if (flags.method == "eagle") {
     const EagleTreeOptions tree = tree_options(flags, false);
-    head_ = make_eagle_head(flags.eagle, session.model, target, tree);
+    head_ = eagle_head_for(flags.eagle, session.model, target, tree);
     drafter_ = std::make_unique<EagleDrafter>(*head_, tree);
   } else if (flags.method == "draft") {
     drafter_ = std::make_unique<DraftModelDrafter>(*draft_runner_, flags.draft_length);
   } else if (flags.method == "cascade") {
     const EagleTreeOptions tree = tree_options(flags, true);
-    head_ = make_eagle_head(flags.eagle, draft_session_->model, *draft_runner_, tree);
+    head_ = eagle_head_for(flags.eagle, draft_session_->model, *draft_runner_, tree);
     inner_ = std::make_unique<EagleDrafter>(*head_, tree);
     drafter_ = std::make_unique<CascadeDrafter>(*draft_runner_, *inner_, flags.cascade_min_chain, sampling);
   } else {

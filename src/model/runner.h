@@ -34,6 +34,7 @@ struct ForwardRequest {
   Rows logits_rows = Rows::Last;  // which rows produce logits (and argmax)
   bool logits_to_host = true;     // false: only argmax comes back (greedy); logits may be empty
   Rows hidden_rows = Rows::None;  // which rows return their final hidden state (EAGLE drafters need them)
+  bool hidden_to_host = true;     // false: a device runner keeps them on the device (ForwardResult::device_hidden)
   // Set: every logits row is also sampled where the logits are (ForwardResult::sampled), so sampled
   // decoding on a GPU copies ids, not logits. Row r uses draw device_draw->draw + r.
   const DrawParams* device_draw = nullptr;
@@ -43,6 +44,9 @@ struct ForwardResult {
   std::span<const float> logits;    // [rows][vocab], fp32 on the host
   std::span<const int32_t> argmax;  // [rows], ties go to the smallest id
   std::span<const float> hidden;    // [hidden rows][hidden_size], fp32 on the host: after the final norm
+  // The same rows in the device memory of a CUDA runner (fp32), valid until its next forward; null on
+  // the CPU. A CUDA EAGLE head reads them there, with no copy to the host.
+  const float* device_hidden = nullptr;
   std::span<const int32_t> sampled; // [rows] when the request set device_draw
 };
 

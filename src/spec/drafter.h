@@ -20,6 +20,17 @@ struct DraftContext {
   std::mt19937_64* rng = nullptr;
 };
 
+// Final hidden states of verifier rows for a drafter: row i of the delivery is row select[i] (or i
+// when select is empty) of the verifier's output, fp32 [rows][hidden_size], found on the host and/or
+// (CUDA verifiers) in device memory, where it is valid until the verifier's next forward.
+struct HiddenRows {
+  int count = 0;
+  std::span<const int32_t> select;
+  std::span<const float> host;     // empty when the verifier kept them on the device
+  const float* device = nullptr;   // null unless the verifier runs on a CUDA device
+  Runner* source = nullptr;        // the verifier that produced them
+};
+
 class Drafter {
  public:
   virtual ~Drafter() = default;
@@ -30,8 +41,10 @@ class Drafter {
   // The committed sequence is now `seq` (the root, not yet in the verifier's cache, last); its
   // first `unchanged` tokens are the same as in the previous call.
   virtual void committed(std::span<const int32_t> seq, int unchanged) = 0;
-  // The verifier's final hidden states of positions [first_pos, first_pos + rows), row-major.
-  virtual void hidden(int /*first_pos*/, std::span<const float> /*rows*/) {}
+  // True when it reads them from device memory (a CUDA EAGLE head): the verifier may keep them there.
+  virtual bool reads_device_hidden() const { return false; }
+  // The verifier's final hidden states of positions [first_pos, first_pos + rows.count).
+  virtual void hidden(int /*first_pos*/, const HiddenRows& /*rows*/) {}
   // Fills `tree` (already reset to the root) with at most max_nodes nodes in all.
   virtual void draft(DraftTree& tree, int max_nodes, const DraftContext& context) = 0;
 };

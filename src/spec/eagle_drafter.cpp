@@ -15,24 +15,21 @@ void EagleTreeOptions::validate() const {
 }
 
 EagleDrafter::EagleDrafter(EagleHead& head, const EagleTreeOptions& options)
-    : head_(head),
-      options_(options),
-      hidden_size_(head.config().hidden_size),
-      vocab_(head.config().vocab_size) {
+    : head_(head), options_(options), vocab_(head.config().vocab_size) {
   options_.validate();
   SPECQ_CHECK(options_.topk <= vocab_, "--tree-topk {} exceeds the vocabulary ({})", options_.topk, vocab_);
   const int k = options_.topk, scratch_rows = (options_.depth - 1) * k;
   SPECQ_CHECK(k <= head.max_tokens_per_forward(), "--tree-topk {} exceeds the head's forward size", k);
+  SPECQ_CHECK(k <= head.max_top_k(), "--tree-topk {} exceeds the {} EAGLE head's top-k limit of {}", k,
+              head.device() == Device::Cuda ? "CUDA" : "CPU", head.max_top_k());
   mask_stride_ = mask_words(std::max(scratch_rows, 1));
   seq_.reserve(size_t(head.max_rows()) + 1);
-  features_.assign(size_t(head.max_rows()) * size_t(hidden_size_), 0.0f);
   candidates_.reserve(size_t(k + (options_.depth - 1) * k * k));
   for (auto* v : {&frontier_, &level_, &order_, &node_of_}) v->reserve(candidates_.capacity());
   node_of_.resize(candidates_.capacity());
   tokens_.resize(size_t(std::max(k, head.max_tokens_per_forward())));
   positions_.resize(tokens_.size());
-  ids_.resize(size_t(vocab_));
-  frontier_features_.assign(size_t(k) * size_t(hidden_size_), 0.0f);
+  features_.resize(tokens_.size());
   logp_.assign(size_t(vocab_), 0.0f);
   probs_.assign(size_t(1 + scratch_rows) * size_t(vocab_), 0.0f);
   masks_.assign(size_t(std::max(scratch_rows, 1)) * size_t(mask_stride_), 0);
@@ -44,16 +41,27 @@ void EagleDrafter::committed(std::span<const int32_t> seq, int unchanged) {
   head_len_ = std::min(head_len_, std::max(0, unchanged - 1));
 }
 
-void EagleDrafter::hidden(int first_pos, std::span<const float> rows) {
-  const size_t first = size_t(first_pos) * size_t(hidden_size_);
-  SPECQ_CHECK(first + rows.size() <= features_.size(), "EAGLE drafter: hidden states beyond its {} positions",
-              head_.max_rows());
-  std::copy(rows.begin(), rows.end(), features_.begin() + std::ptrdiff_t(first));
+// Runs the head over inputs [0, n) of tokens_, positions_ and features_: greedy drafts take the
+// top-k of each logits row (computed where the head runs), sampling drafts the full logits.
+void EagleDrafter::run_head(int n, int committed, int row0, const uint64_t* mask, int logits_from,
+                            const DraftContext& context) {
+  EagleStep step;
+  step.tokens = std::span<const int32_t>(tokens_.data(), size_t(n));
+  step.features = std::span<const int32_t>(features_.data(), size_t(n));
+  step.positions = std::span<const int32_t>(positions_.data(), size_t(n));
+  step.committed = committed;
+  step.row0 = row0;
+  step.mask = mask;
+  step.mask_stride = mask_stride_;
+  step.logits_from = logits_from;
+  step.top_k = context.sampling ? 0 : options_.topk;
+  step.logits_to_host = context.sampling;
+  head_.forward(step);
 }
 
 // Runs the head over the pairs it has not seen, (h_t, token t + 1) for t in [head_len_, root_pos),
 // at their own positions; the last one (h of the token before the root, the root) predicts depth 1.
-void EagleDrafter::catch_up(int root_pos) {
+void EagleDrafter::catch_up(int root_pos, const DraftContext& context) {
   head_len_ = std::min(head_len_, root_pos - 1);  // the root pair's output is needed again
   const int chunk = head_.max_tokens_per_forward();
   for (int start = head_len_; start < root_pos; start += chunk) {
@@ -61,38 +69,29 @@ void EagleDrafter::catch_up(int root_pos) {
     for (int t = 0; t < n; ++t) {
       tokens_[size_t(t)] = seq_[size_t(start + t + 1)];
       positions_[size_t(t)] = start + t;
+      features_[size_t(t)] = start + t;  // the verifier's hidden state of position start + t
     }
-    head_.forward(std::span<const int32_t>(tokens_.data(), size_t(n)),
-                  features_.data() + size_t(start) * size_t(hidden_size_),
-                  std::span<const int32_t>(positions_.data(), size_t(n)), start, start, nullptr, 0,
-                  start + n == root_pos ? n - 1 : n);
+    run_head(n, start, start, nullptr, start + n == root_pos ? n - 1 : n, context);
     last_row_ = n - 1;
   }
   head_len_ = root_pos;
 }
 
-void EagleDrafter::add_children(int parent, const float* logits, float parent_score, const DraftContext& context,
+void EagleDrafter::add_children(int parent, int head_row, float parent_score, const DraftContext& context,
                                 float* q) {
   const int k = options_.topk;
   if (!context.sampling) {
-    // log_softmax, then the k best (ties: the smaller id).
-    const float top = *std::max_element(logits, logits + vocab_);
-    double total = 0.0;
-    for (int v = 0; v < vocab_; ++v) total += std::exp(double(logits[v] - top));
-    const float log_total = float(std::log(total)) + top;
-    for (int v = 0; v < vocab_; ++v) ids_[size_t(v)] = v;
-    std::partial_sort(ids_.begin(), ids_.begin() + k, ids_.end(),
-                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-    for (int i = 0; i < k; ++i) {
-      // logp <= 0 on its own, so a child never outscores its parent (rerank relies on it).
-      const float logp = std::min(0.0f, logits[ids_[size_t(i)]] - log_total);
-      candidates_.push_back({ids_[size_t(i)], parent, parent_score + logp, -1});
-    }
+    // The k best by log_softmax (ties: the smaller id), from the head. logp <= 0, so a child never
+    // outscores its parent (rerank relies on it).
+    const std::span<const int32_t> ids = head_.top_ids(head_row);
+    const std::span<const float> logp = head_.top_logp(head_row);
+    for (int i = 0; i < k; ++i)
+      candidates_.push_back({ids[size_t(i)], parent, parent_score + std::min(0.0f, logp[size_t(i)]), -1});
     return;
   }
   // Sampling: k draws without replacement from q (fewer when q has fewer tokens).
   const std::span<float> dist(q, size_t(vocab_));
-  context.sampler->distribution(std::span<const float>(logits, size_t(vocab_)), dist);
+  context.sampler->distribution(head_.logits(head_row), dist);
   std::copy(dist.begin(), dist.end(), logp_.begin());  // the mass not drawn yet
   double left = 1.0;
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
@@ -120,16 +119,16 @@ void EagleDrafter::draft(DraftTree& tree, int max_nodes, const DraftContext& con
   if (budget < 1) return;
   SPECQ_CHECK(root_pos + (options_.depth - 1) * k <= head_.max_rows(),
               "EAGLE head cache of {} rows is too small for position {}", head_.max_rows(), root_pos);
-  catch_up(root_pos);
+  catch_up(root_pos, context);
 
   // Level 1: children of the root, from the last pair's output; every frontier node then feeds
   // that output as its feature (its own hidden state is unknown until the verifier runs it).
   candidates_.clear();
-  add_children(-1, head_.logits(last_row_), 0.0f, context, probs_.data());
+  add_children(-1, last_row_, 0.0f, context, probs_.data());
   frontier_.clear();
   for (int i = 0; i < int(candidates_.size()); ++i) {
     frontier_.push_back(i);
-    std::copy_n(head_.output(last_row_), hidden_size_, frontier_features_.data() + size_t(i) * size_t(hidden_size_));
+    features_[size_t(i)] = -1 - last_row_;  // output row last_row_ of the previous forward
   }
 
   // Levels 2..D: feed the frontier (each row sees its ancestors' rows), expand, pick the next frontier.
@@ -149,14 +148,12 @@ void EagleDrafter::draft(DraftTree& tree, int max_nodes, const DraftContext& con
         std::fill_n(mask, mask_stride_, 0);
       mask[c.row / 64] |= uint64_t(1) << (c.row % 64);
     }
-    head_.forward(std::span<const int32_t>(tokens_.data(), size_t(f)), frontier_features_.data(),
-                  std::span<const int32_t>(positions_.data(), size_t(f)), root_pos, root_pos + used_rows,
-                  masks_.data() + size_t(used_rows) * size_t(mask_stride_), mask_stride_, 0);
+    run_head(f, root_pos, root_pos + used_rows, masks_.data() + size_t(used_rows) * size_t(mask_stride_), 0,
+             context);
     const int level_start = int(candidates_.size());
     for (int i = 0; i < f; ++i) {
       const Candidate& c = candidates_[size_t(frontier_[size_t(i)])];
-      add_children(frontier_[size_t(i)], head_.logits(i), c.score, context,
-                   probs_.data() + size_t(1 + c.row) * size_t(vocab_));
+      add_children(frontier_[size_t(i)], i, c.score, context, probs_.data() + size_t(1 + c.row) * size_t(vocab_));
     }
     used_rows += f;
     if (d + 1 == options_.depth) break;
@@ -173,8 +170,7 @@ void EagleDrafter::draft(DraftTree& tree, int max_nodes, const DraftContext& con
     std::sort(frontier_.begin(), frontier_.end());
     for (int i = 0; i < keep; ++i) {
       const int parent_row = candidates_[size_t(candidates_[size_t(frontier_[size_t(i)])].parent)].row;
-      std::copy_n(head_.output(parent_row - (used_rows - f)), hidden_size_,
-                  frontier_features_.data() + size_t(i) * size_t(hidden_size_));
+      features_[size_t(i)] = -1 - (parent_row - (used_rows - f));  // its output in the forward just run
     }
   }
 

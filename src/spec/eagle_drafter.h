@@ -27,8 +27,9 @@ class EagleDrafter final : public Drafter {
   EagleDrafter(EagleHead& head, const EagleTreeOptions& options);
   int max_nodes() const override { return options_.tree_size; }
   bool wants_hidden() const override { return true; }
+  bool reads_device_hidden() const override { return head_.device() == Device::Cuda; }
   void committed(std::span<const int32_t> seq, int unchanged) override;
-  void hidden(int first_pos, std::span<const float> rows) override;
+  void hidden(int first_pos, const HiddenRows& rows) override { head_.set_features(first_pos, rows); }
   void draft(DraftTree& tree, int max_nodes, const DraftContext& context) override;
 
  private:
@@ -38,18 +39,18 @@ class EagleDrafter final : public Drafter {
     float score; // cumulative log-probability
     int row;     // scratch row once expanded, else -1
   };
-  void catch_up(int root_pos);
-  void add_children(int parent, const float* logits, float parent_score, const DraftContext& context, float* q);
+  void catch_up(int root_pos, const DraftContext& context);
+  void add_children(int parent, int head_row, float parent_score, const DraftContext& context, float* q);
+  void run_head(int n, int committed, int row0, const uint64_t* mask, int logits_from, const DraftContext& context);
 
   EagleHead& head_;
   EagleTreeOptions options_;
-  int hidden_size_ = 0, vocab_ = 0, head_len_ = 0, mask_stride_ = 0, last_row_ = 0;
+  int vocab_ = 0, head_len_ = 0, mask_stride_ = 0, last_row_ = 0;
   std::vector<int32_t> seq_;
-  std::vector<float> features_;  // verifier hidden state by position, [max positions][H]
   std::vector<Candidate> candidates_;
   std::vector<int> frontier_, level_, order_, node_of_;
-  std::vector<int32_t> tokens_, positions_, ids_;
-  std::vector<float> frontier_features_, logp_, probs_;  // probs_: one q row per expanded node (sampling)
+  std::vector<int32_t> tokens_, positions_, features_;  // features_: the head's feature source per input
+  std::vector<float> logp_, probs_;  // probs_: one q row per expanded node (sampling)
   std::vector<uint64_t> masks_;  // scratch-row ancestor masks, mask_stride_ words each
 };
 

@@ -45,9 +45,30 @@ EagleWeights random_eagle_weights(const ModelConfig& c, uint64_t seed) {
   return w;
 }
 
+void validate_eagle_weights(const EagleWeights& w, const ModelConfig& c) {
+  const int64_t h = c.hidden_size;
+  auto check = [&](const Weight& t, int64_t rows, int64_t cols, const char* name) {
+    SPECQ_CHECK(t.present() && t.rows() == rows && t.cols() == cols,
+                "EAGLE head: {} has shape [{}, {}], expected [{}, {}]", name, t.rows(), t.cols(), rows, cols);
+  };
+  check(w.fc1, h, h, "fc (embedding half)");
+  check(w.fc2, h, h, "fc (feature half)");
+  check(w.wq, c.q_dim(), h, "q_proj");
+  check(w.wk, c.kv_dim(), h, "k_proj");
+  check(w.wv, c.kv_dim(), h, "v_proj");
+  check(w.wo, h, c.q_dim(), "o_proj");
+  check(w.w_gate, c.intermediate_size, h, "gate_proj");
+  check(w.w_up, c.intermediate_size, h, "up_proj");
+  check(w.w_down, h, c.intermediate_size, "down_proj");
+  SPECQ_CHECK(w.fc_bias.empty() || int64_t(w.fc_bias.size()) == h, "EAGLE head: fc.bias has {} values",
+              w.fc_bias.size());
+  SPECQ_CHECK(int64_t(w.ffn_norm.size()) == h, "EAGLE head: post_attention_layernorm has {} values",
+              w.ffn_norm.size());
+}
+
 // The head reads the base's embedding and LM head on the host. A synthetic: base has no host bytes
 // (its values are a function of the index); make fp32 copies of these two tensors only.
-Weight EagleHead::host_view(const Weight& w, std::vector<float>& storage) {
+Weight CpuEagleHead::host_view(const Weight& w, std::vector<float>& storage) {
   if (w.data != nullptr) return w;
   SPECQ_CHECK(w.synthetic, "EAGLE head: a base-model tensor has no data");
   storage.resize(size_t(w.numel()));
@@ -59,7 +80,20 @@ Weight EagleHead::host_view(const Weight& w, std::vector<float>& storage) {
   return out;
 }
 
-EagleHead::EagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward)
+std::unique_ptr<EagleHead> make_eagle_head(const Model& base, EagleWeights weights, Runner& runner, int max_rows,
+                                           int max_tokens_per_forward) {
+  if (runner.device() == Device::Cuda)
+    return make_cuda_eagle_head(base, std::move(weights), runner, max_rows, max_tokens_per_forward);
+  return std::make_unique<CpuEagleHead>(base, std::move(weights), max_rows, max_tokens_per_forward);
+}
+
+#if !defined(SPECQ_HAVE_CUDA)
+std::unique_ptr<EagleHead> make_cuda_eagle_head(const Model&, EagleWeights, Runner&, int, int, bool) {
+  fail("this build of specq has no CUDA backend (nvcc was not found when it was configured)");
+}
+#endif
+
+CpuEagleHead::CpuEagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward)
     : config_(base.config), w_(std::move(weights)) {
   embed_ = host_view(base.weights.embed, host_embed_);
   lm_head_ = host_view(base.weights.lm_head, host_lm_head_);
@@ -68,30 +102,17 @@ EagleHead::EagleHead(const Model& base, EagleWeights weights, int max_rows, int 
   vocab_ = c.vocab_size;
   max_rows_ = max_rows;
   max_tokens_ = std::min(max_tokens_per_forward, max_rows);
-  auto check = [&](const Weight& t, int64_t rows, int64_t cols, const char* name) {
-    SPECQ_CHECK(t.present() && t.rows() == rows && t.cols() == cols,
-                "EAGLE head: {} has shape [{}, {}], expected [{}, {}]", name, t.rows(), t.cols(), rows, cols);
-  };
-  check(w_.fc1, hidden_, hidden_, "fc (embedding half)");
-  check(w_.fc2, hidden_, hidden_, "fc (feature half)");
-  check(w_.wq, c.q_dim(), hidden_, "q_proj");
-  check(w_.wk, c.kv_dim(), hidden_, "k_proj");
-  check(w_.wv, c.kv_dim(), hidden_, "v_proj");
-  check(w_.wo, hidden_, c.q_dim(), "o_proj");
-  check(w_.w_gate, c.intermediate_size, hidden_, "gate_proj");
-  check(w_.w_up, c.intermediate_size, hidden_, "up_proj");
-  check(w_.w_down, hidden_, c.intermediate_size, "down_proj");
-  SPECQ_CHECK(w_.fc_bias.empty() || int(w_.fc_bias.size()) == hidden_, "EAGLE head: fc.bias has {} values",
-              w_.fc_bias.size());
-  SPECQ_CHECK(int(w_.ffn_norm.size()) == hidden_, "EAGLE head: post_attention_layernorm has {} values",
-              w_.ffn_norm.size());
+  validate_eagle_weights(w_, c);
 
   inv_freq_ = rope_inv_freq(c);
   k_cache_.assign(size_t(max_rows_) * size_t(c.kv_dim()), 0.0f);
   v_cache_.assign(size_t(max_rows_) * size_t(c.kv_dim()), 0.0f);
+  features_.assign(size_t(max_rows_) * size_t(hidden_), 0.0f);
+  order_.assign(size_t(vocab_), 0);
   const size_t t = size_t(max_tokens_);
-  for (auto [buffer, dim] : {std::pair{&emb_, hidden_}, {&x_, hidden_}, {&xn_, hidden_}, {&attn_, c.q_dim()},
-                             {&delta_, hidden_}, {&ffn_, c.intermediate_size}, {&out_, hidden_}, {&logits_, vocab_}})
+  for (auto [buffer, dim] : {std::pair{&feat_, hidden_}, {&emb_, hidden_}, {&x_, hidden_}, {&xn_, hidden_},
+                             {&attn_, c.q_dim()}, {&delta_, hidden_}, {&ffn_, c.intermediate_size}, {&out_, hidden_},
+                             {&logits_, vocab_}})
     buffer->assign(t * size_t(dim), 0.0f);
   qkv_.assign(t * size_t(c.q_dim() + 2 * c.kv_dim()), 0.0f);
   gate_up_.assign(t * size_t(2 * c.intermediate_size), 0.0f);
@@ -101,15 +122,39 @@ EagleHead::EagleHead(const Model& base, EagleWeights weights, int max_rows, int 
   scores_.assign(size_t(threads_) * size_t(max_rows_), 0.0f);
 }
 
-void EagleHead::forward(std::span<const int32_t> tokens, const float* features, std::span<const int32_t> positions,
-                        int committed, int row0, const uint64_t* mask, int mask_stride, int logits_from) {
+void CpuEagleHead::set_features(int first_pos, const HiddenRows& rows) {
+  SPECQ_CHECK(first_pos >= 0 && first_pos + rows.count <= max_rows_,
+              "EAGLE head: hidden states of positions [{}, {}) beyond its {} positions", first_pos,
+              first_pos + rows.count, max_rows_);
+  SPECQ_CHECK(!rows.host.empty(), "the CPU EAGLE head needs the verifier's hidden states on the host");
+  const size_t h = size_t(hidden_), available = rows.host.size() / h;
+  for (int r = 0; r < rows.count; ++r) {
+    const size_t src = rows.select.empty() ? size_t(r) : size_t(rows.select[size_t(r)]);
+    SPECQ_CHECK(src < available, "EAGLE head: hidden row {} of {}", src, available);
+    std::copy_n(rows.host.data() + src * h, h, features_.data() + size_t(first_pos + r) * h);
+  }
+}
+
+void CpuEagleHead::forward(const EagleStep& step) {
   const ModelConfig& c = config_;
-  const int n = int(tokens.size());
+  const std::span<const int32_t> tokens = step.tokens, positions = step.positions;
+  const int n = int(tokens.size()), committed = step.committed, row0 = step.row0;
   omp_set_num_threads(threads_);  // the scratch holds threads_ rows, whichever thread calls
-  SPECQ_CHECK(n >= 1 && n <= max_tokens_ && positions.size() == tokens.size(), "EAGLE head: bad forward of {} inputs",
-              n);
+  SPECQ_CHECK(n >= 1 && n <= max_tokens_ && positions.size() == tokens.size() &&
+                  step.features.size() == tokens.size(),
+              "EAGLE head: bad forward of {} inputs", n);
   SPECQ_CHECK(committed >= 0 && committed <= row0 && row0 + n <= max_rows_,
               "EAGLE head: rows [{}, {}) exceed its cache of {} rows", row0, row0 + n, max_rows_);
+  SPECQ_CHECK(step.logits_from >= 0 && step.logits_from <= n && step.top_k >= 0 && step.top_k <= vocab_,
+              "EAGLE head: bad logits rows from {} or top-k {}", step.logits_from, step.top_k);
+  // Features first, into their own buffer: a deeper level reads the previous forward's outputs.
+  for (int t = 0; t < n; ++t) {
+    const int32_t f = step.features[size_t(t)];
+    SPECQ_CHECK(f < max_rows_ && -1 - f < max_tokens_, "EAGLE head: feature source {} out of range", f);
+    const float* src = f >= 0 ? features_.data() + size_t(f) * size_t(hidden_)
+                              : out_.data() + size_t(-1 - f) * size_t(hidden_);
+    std::copy_n(src, hidden_, feat_.data() + size_t(t) * size_t(hidden_));
+  }
   const int64_t h = hidden_, q_dim = c.q_dim(), kv = c.kv_dim(), qkv_dim = q_dim + 2 * kv;
   const Weight& embed = embed_;
   for (int t = 0; t < n; ++t) {
@@ -121,7 +166,7 @@ void EagleHead::forward(std::span<const int32_t> tokens, const float* features, 
   }
   // e = fc1(embed) + bias + fc2(feature), kept in x_ as the residual stream.
   cpu::linear(emb_.data(), n, w_.fc1, w_.fc_bias.empty() ? nullptr : w_.fc_bias.data(), x_.data(), h, scratch_.data());
-  cpu::linear(features, n, w_.fc2, nullptr, delta_.data(), h, scratch_.data());
+  cpu::linear(feat_.data(), n, w_.fc2, nullptr, delta_.data(), h, scratch_.data());
   for (int64_t i = 0; i < n * h; ++i) x_[size_t(i)] += delta_[size_t(i)];
 
   // Attention straight on e (EAGLE skips the input norm).
@@ -134,8 +179,8 @@ void EagleHead::forward(std::span<const int32_t> tokens, const float* features, 
     std::copy_n(qkv_.data() + t * qkv_dim + q_dim, kv, k_cache_.data() + (row0 + t) * kv);
     std::copy_n(qkv_.data() + t * qkv_dim + q_dim + kv, kv, v_cache_.data() + (row0 + t) * kv);
   }
-  cpu::attention_rows(qkv_.data(), qkv_dim, k_cache_.data(), v_cache_.data(), committed, row0 + n, n, mask,
-                      mask_stride, c.num_heads, c.num_kv_heads, c.head_dim, attn_.data(), scores_.data());
+  cpu::attention_rows(qkv_.data(), qkv_dim, k_cache_.data(), v_cache_.data(), committed, row0 + n, n, step.mask,
+                      step.mask_stride, c.num_heads, c.num_kv_heads, c.head_dim, attn_.data(), scores_.data());
   cpu::linear(attn_.data(), n, w_.wo, nullptr, delta_.data(), h, scratch_.data());
 
   // a = e + attn; o = a + MLP(RMSNorm(a)).
@@ -147,9 +192,20 @@ void EagleHead::forward(std::span<const int32_t> tokens, const float* features, 
   cpu::linear(ffn_.data(), n, w_.w_down, nullptr, delta_.data(), h, scratch_.data());
   for (int64_t i = 0; i < n * h; ++i) out_[size_t(i)] = x_[size_t(i)] + delta_[size_t(i)];
 
+  const int logits_from = step.logits_from;
   if (logits_from < n)
     cpu::linear(out_.data() + logits_from * h, n - logits_from, lm_head_, nullptr,
                 logits_.data() + int64_t(logits_from) * vocab_, vocab_, scratch_.data());
+  top_k_ = step.top_k;
+  if (top_k_ == 0) return;
+  if (top_ids_.size() < size_t(max_tokens_) * size_t(top_k_)) {  // grows once, for the drafter's k
+    top_ids_.resize(size_t(max_tokens_) * size_t(top_k_));
+    top_logp_.resize(top_ids_.size());
+  }
+  for (int i = logits_from; i < n; ++i)
+    cpu::top_k_logprobs(logits_.data() + size_t(i) * size_t(vocab_), vocab_, top_k_,
+                        top_ids_.data() + size_t(i) * size_t(top_k_), top_logp_.data() + size_t(i) * size_t(top_k_),
+                        order_.data());
 }
 
 }  // namespace specq

@@ -5,14 +5,16 @@
 //   a = e + Attn(e)                  (no pre-attention norm)
 //   o = a + MLP(RMSNorm(a))          (SwiGLU; no final norm)
 //   logits = lm_head(o)
-// It keeps its own one-layer KV cache.
+// It keeps its own one-layer KV cache and the verifier's hidden states by position (its features).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "model/runner.h"
 #include "model/weights.h"
+#include "spec/drafter.h"
 
 namespace specq {
 
@@ -27,24 +29,80 @@ struct EagleWeights {
 
 // Seeded random weights of the right shapes for `base` (tests and benchmarks; no training).
 EagleWeights random_eagle_weights(const ModelConfig& base, uint64_t seed);
+// Error naming the tensor when a weight's shape does not fit `base`.
+void validate_eagle_weights(const EagleWeights& weights, const ModelConfig& base);
 
+// One forward of a head: n inputs (tokens[i] with feature features[i]) at `positions`. Their K/V go
+// to rows [row0, row0 + n); each sees rows [0, committed) and, of rows [committed, row0 + n), those
+// its mask row allows (bit j: row committed + j; row i at mask + i * mask_stride; null = causal).
+struct EagleStep {
+  std::span<const int32_t> tokens;
+  // Feature of input i: features[i] >= 0: the stored verifier hidden state of that position
+  // (set_features); < 0: output row -1 - features[i] of the previous forward (drafting deeper).
+  std::span<const int32_t> features;
+  std::span<const int32_t> positions;
+  int committed = 0, row0 = 0;
+  const uint64_t* mask = nullptr;
+  int mask_stride = 0;
+  int logits_from = 0;           // rows [logits_from, n) produce logits
+  int top_k = 0;                 // > 0: the top_k ids and log-probabilities of each logits row
+  bool logits_to_host = false;   // the full logits rows too (sampling drafts draw from them)
+};
+
+// Where the head runs is its business: the drafter sees this interface only. The CPU head is the
+// reference; the CUDA head (backend/cuda/cuda_eagle_head.cpp) runs beside a CUDA verifier.
 class EagleHead {
  public:
-  // `base` lends its embedding and LM head (it must outlive the head); max_rows is the KV-cache size.
-  EagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward);
+  virtual ~EagleHead() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual Device device() const = 0;
+  virtual int max_rows() const = 0;                // KV-cache rows, and feature positions
+  virtual int max_tokens_per_forward() const = 0;
+  virtual int max_top_k() const = 0;
+  // Keeps the verifier's hidden states as the features of positions [first_pos, first_pos + rows.count).
+  virtual void set_features(int first_pos, const HiddenRows& rows) = 0;
+  virtual void forward(const EagleStep& step) = 0;
+  // Results of the last forward for its row i (logits_from <= i < n):
+  virtual std::span<const int32_t> top_ids(int i) const = 0;  // most likely first; ties: the smaller id
+  virtual std::span<const float> top_logp(int i) const = 0;   // their log-probabilities, <= 0
+  virtual std::span<const float> logits(int i) const = 0;     // needs logits_to_host (the CPU head: always)
+  virtual std::vector<float> output(int i) const = 0;         // the head's output o (tests)
+};
 
-  // Runs n inputs (tokens[i], feature row i of features, [n][H]) at `positions`. Their K/V go to
-  // rows [row0, row0 + n); each sees rows [0, committed) and, of rows [committed, row0 + n), those
-  // its mask row allows (bit j: row committed + j; row i at mask + i * mask_stride; null = causal).
-  // Logits are computed for rows [logits_from, n).
-  void forward(std::span<const int32_t> tokens, const float* features, std::span<const int32_t> positions,
-               int committed, int row0, const uint64_t* mask, int mask_stride, int logits_from);
-  const float* output(int i) const { return out_.data() + size_t(i) * size_t(hidden_); }
-  const float* logits(int i) const { return logits_.data() + size_t(i) * size_t(vocab_); }
+// The head on the device of `runner` (the verifier whose hidden states it reads): the CUDA head,
+// borrowing the runner's embedding, LM head, stream and kernel choice, when it is a CUDA runner;
+// else the CPU head. `base` lends its embedding and LM head to the CPU head and must outlive it.
+std::unique_ptr<EagleHead> make_eagle_head(const Model& base, EagleWeights weights, Runner& runner, int max_rows,
+                                           int max_tokens_per_forward);
+// Error in builds without CUDA, or when `runner` is not a CUDA runner. borrow_base_weights = false
+// uploads the head's own copies of the embedding and LM head instead of using the runner's.
+std::unique_ptr<EagleHead> make_cuda_eagle_head(const Model& base, EagleWeights weights, Runner& runner, int max_rows,
+                                                int max_tokens_per_forward, bool borrow_base_weights = true);
 
-  const ModelConfig& config() const { return config_; }
-  int max_rows() const { return max_rows_; }
-  int max_tokens_per_forward() const { return max_tokens_; }
+// The reference: the cpu:: kernels in fp32.
+class CpuEagleHead final : public EagleHead {
+ public:
+  CpuEagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward);
+
+  const ModelConfig& config() const override { return config_; }
+  Device device() const override { return Device::Cpu; }
+  int max_rows() const override { return max_rows_; }
+  int max_tokens_per_forward() const override { return max_tokens_; }
+  int max_top_k() const override { return vocab_; }
+  void set_features(int first_pos, const HiddenRows& rows) override;
+  void forward(const EagleStep& step) override;
+  std::span<const int32_t> top_ids(int i) const override {
+    return {top_ids_.data() + size_t(i) * size_t(top_k_), size_t(top_k_)};
+  }
+  std::span<const float> top_logp(int i) const override {
+    return {top_logp_.data() + size_t(i) * size_t(top_k_), size_t(top_k_)};
+  }
+  std::span<const float> logits(int i) const override {
+    return {logits_.data() + size_t(i) * size_t(vocab_), size_t(vocab_)};
+  }
+  std::vector<float> output(int i) const override {
+    return {out_.begin() + std::ptrdiff_t(i) * hidden_, out_.begin() + std::ptrdiff_t(i + 1) * hidden_};
+  }
 
  private:
   static Weight host_view(const Weight& w, std::vector<float>& storage);
@@ -53,10 +111,13 @@ class EagleHead {
   Weight embed_, lm_head_;                         // the base's, readable on the host
   std::vector<float> host_embed_, host_lm_head_;   // their bytes, for synthetic: bases only
   EagleWeights w_;
-  int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0;
+  int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0, top_k_ = 0;
   std::vector<float> inv_freq_, k_cache_, v_cache_;
   int threads_ = 1;  // OpenMP threads the scratch is planned for
-  std::vector<float> emb_, x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_, out_, logits_, scratch_, scores_;
+  std::vector<float> features_;  // verifier hidden state by position, [max_rows][H]
+  std::vector<float> feat_, emb_, x_, xn_, qkv_, attn_, delta_, gate_up_, ffn_, out_, logits_, scratch_, scores_;
+  std::vector<int32_t> top_ids_, order_;
+  std::vector<float> top_logp_;
 };
 
 }  // namespace specq

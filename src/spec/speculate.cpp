@@ -60,7 +60,6 @@ Speculator::Speculator(Runner& verifier, Drafter& drafter, const SamplingOptions
   next_sibling_.resize(size_t(nodes));
   ok_.resize(size_t(nodes));
   positions_.resize(size_t(verifier.max_tokens_per_forward()));
-  path_hidden_.resize(drafter.wants_hidden() ? size_t(nodes) * size_t(hidden_size_) : 0);
   if (context_.sampling) {
     p_.resize(size_t(vocab_));
     q_.resize(size_t(vocab_));
@@ -84,11 +83,13 @@ ForwardResult forward_chain(Runner& runner, std::span<const int32_t> tokens, int
     request.logits_rows = last && last_logits ? ForwardRequest::Rows::Last : ForwardRequest::Rows::None;
     request.logits_to_host = logits_to_host;
     request.hidden_rows = hidden != nullptr ? ForwardRequest::Rows::All : ForwardRequest::Rows::None;
+    request.hidden_to_host = hidden == nullptr || !hidden->reads_device_hidden();
     out = runner.forward(request);
     if (hidden != nullptr) {
-      SPECQ_CHECK(out.hidden.size() == size_t(len) * size_t(runner.config().hidden_size),
-                  "this runner returns no hidden states, which the drafter needs");
-      hidden->hidden(first_pos + start, out.hidden);
+      SPECQ_CHECK(
+          out.hidden.size() == size_t(len) * size_t(runner.config().hidden_size) || out.device_hidden != nullptr,
+          "this runner returns no hidden states, which the drafter needs");
+      hidden->hidden(first_pos + start, HiddenRows{len, {}, out.hidden, out.device_hidden, &runner});
     }
   }
   return out;
@@ -150,8 +151,10 @@ std::span<const int32_t> Speculator::step() {
   request.logits_rows = ForwardRequest::Rows::All;
   request.logits_to_host = context_.sampling;  // greedy verification needs the argmax only
   request.hidden_rows = drafter_.wants_hidden() ? ForwardRequest::Rows::All : ForwardRequest::Rows::None;
+  request.hidden_to_host = !drafter_.reads_device_hidden();
   const ForwardResult out = verifier_.forward(request);
-  SPECQ_CHECK(!drafter_.wants_hidden() || out.hidden.size() == size_t(tree_.size()) * size_t(hidden_size_),
+  SPECQ_CHECK(!drafter_.wants_hidden() || out.hidden.size() == size_t(tree_.size()) * size_t(hidden_size_) ||
+                  out.device_hidden != nullptr,
               "this verifier returns no hidden states, which the drafter needs");
   stats_.verify_seconds += lap(clock);
 
@@ -161,12 +164,10 @@ std::span<const int32_t> Speculator::step() {
   rows_.clear();
   for (int node : path_) rows_.push_back(root_pos + node);
   verifier_.compact_kv(rows_, root_pos);
-  if (drafter_.wants_hidden()) {
-    for (int r = 0; r < accepted; ++r)
-      std::copy_n(out.hidden.data() + size_t(path_[size_t(r)]) * size_t(hidden_size_), hidden_size_,
-                  path_hidden_.data() + size_t(r) * size_t(hidden_size_));
-    drafter_.hidden(root_pos, std::span<const float>(path_hidden_.data(), size_t(accepted) * size_t(hidden_size_)));
-  }
+  // The path's hidden states: the drafter copies the selected rows out of the verifier's buffer
+  // into its own (never gathered in place, seed bug 7.3.4), on the host or on the device.
+  if (drafter_.wants_hidden())
+    drafter_.hidden(root_pos, HiddenRows{accepted, path_, out.hidden, out.device_hidden, &verifier_});
   fresh_.clear();
   for (int r = 1; r < accepted; ++r) fresh_.push_back(tree_.token(path_[size_t(r)]));
   fresh_.push_back(next_root);

@@ -61,7 +61,6 @@ class Speculator {
   std::vector<int32_t> seq_;        // prompt and committed tokens; seq_.back() is the root
   std::vector<int32_t> path_, rows_, fresh_, first_child_, next_sibling_, positions_;
   std::vector<uint8_t> ok_;
-  std::vector<float> path_hidden_;  // a separate buffer: never gather in place (seed bug 7.3.4)
   std::vector<float> p_, q_, step_probs_;
   SpecStats stats_;
 };

@@ -272,6 +272,65 @@ TEST_P(DtypeTest, AttentionMatchesCpu) {
   for (const AttentionCase& k : cases) check_attention(GetParam(), k, sm_count);
 }
 
+// The EAGLE head's draft levels: n queries that are new rows q0 .. q0 + n - 1 after the committed
+// ones, each seeing the committed rows and the earlier uncommitted rows its mask allows (masks of
+// a stride wider than needed; more than 64 uncommitted rows), or causal without a mask.
+struct OffsetCase {
+  int n, committed, q0, heads, kv_heads, head_dim;
+  bool masked;
+};
+
+void check_attention_offset(DType act, const OffsetCase& k, int sm_count) {
+  const int total = k.committed + k.q0 + k.n, rows = total + 64, span = k.q0 + k.n;
+  const int q_dim = k.heads * k.head_dim, kv_dim = k.kv_heads * k.head_dim, stride = q_dim + 2 * kv_dim;
+  std::vector<float> qkv = random_values(size_t(k.n) * stride, 2.0f);
+  std::vector<float> k_cache = random_values(size_t(rows) * kv_dim, 2.0f);
+  std::vector<float> v_cache = random_values(size_t(rows) * kv_dim);
+  DeviceBuffer qkv_d = upload(qkv, act), k_d = upload(k_cache, act), v_d = upload(v_cache, act);
+  const int words = mask_words(span) + 1;
+  std::vector<uint64_t> mask(size_t(k.n) * words, 0);
+  for (int t = 0; t < k.n; ++t) {
+    for (int j = 0; j < k.q0; ++j)
+      if (rng()() % 3 == 0) mask[size_t(t) * words + j / 64] |= uint64_t(1) << (j % 64);
+    const int self = k.q0 + t;
+    mask[size_t(t) * words + self / 64] |= uint64_t(1) << (self % 64);
+  }
+  const int32_t header[3] = {k.committed, k.masked ? 1 : 0, k.q0};
+  DeviceBuffer header_d(12), mask_d(mask.size() * 8);
+  SPECQ_CUDA(cudaMemcpy(header_d.get(), header, 12, cudaMemcpyHostToDevice));
+  SPECQ_CUDA(cudaMemcpy(mask_d.get(), mask.data(), mask.size() * 8, cudaMemcpyHostToDevice));
+  const AttentionShape shape{k.n, k.heads, k.kv_heads, k.head_dim, rows};
+  DeviceBuffer workspace(std::max<size_t>(attention_workspace_bytes(shape, sm_count), 8));
+  DeviceBuffer out = poisoned(size_t(k.n) * q_dim * 2);
+  const StepInputs step{nullptr,
+                        nullptr,
+                        header_d.get<int32_t>(),
+                        header_d.get<int32_t>() + 1,
+                        mask_d.get<uint64_t>(),
+                        header_d.get<int32_t>() + 2,
+                        k.masked ? words : 0};
+  attention(qkv_d.get(), act, k_d.get(), v_d.get(), shape, step, out.get(), workspace.get(), sm_count, kStream);
+  std::vector<float> ref(size_t(k.n) * q_dim), scores(size_t(256) * size_t(total));
+  cpu::attention_rows(qkv.data(), stride, k_cache.data(), v_cache.data(), k.committed, total, k.n,
+                      k.masked ? mask.data() : nullptr, words, k.heads, k.kv_heads, k.head_dim, ref.data(),
+                      scores.data());
+  EXPECT_LT(rel_l2(download(out.get(), ref.size(), act), ref), 1.5 * tolerance(act))
+      << "n=" << k.n << " committed=" << k.committed << " q0=" << k.q0 << " heads=" << k.heads << "/" << k.kv_heads
+      << " d=" << k.head_dim << " masked=" << k.masked;
+}
+
+TEST_P(DtypeTest, AttentionWithQueryOffsetMatchesCpuRows) {
+  int device = 0, sm_count = 0;
+  SPECQ_CUDA(cudaGetDevice(&device));
+  SPECQ_CUDA(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+  const OffsetCase cases[] = {
+      {12, 24, 60, 4, 2, 16, true},   {16, 24, 64, 32, 8, 128, true}, {10, 100, 50, 32, 8, 128, true},
+      {1, 30, 5, 32, 8, 128, true},   {4, 0, 70, 4, 2, 16, true},     {8, 40, 20, 32, 8, 128, false},
+      {3, 2000, 130, 32, 8, 128, true}, {32, 7, 96, 32, 8, 128, true}, {2, 500, 0, 32, 8, 128, true},
+  };
+  for (const OffsetCase& k : cases) check_attention_offset(GetParam(), k, sm_count);
+}
+
 TEST_P(DtypeTest, SwigluMatchesCpu) {
   const DType act = GetParam();
   const int n = 3, inter = 14336;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -13,6 +14,7 @@
 #endif
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "model/runner.h"
 
 namespace specq::cpu {
@@ -309,6 +311,22 @@ int32_t argmax(const float* values, int n) {
   for (int i = 1; i < n; ++i)
     if (values[i] > values[best]) best = i;
   return best;
+}
+
+void top_k_logprobs(const float* logits, int n, int k, int32_t* ids, float* logp, int32_t* scratch) {
+  SPECQ_CHECK(k >= 1 && k <= n, "top-k of {} out of {} values", k, n);
+  const float top = *std::max_element(logits, logits + n);
+  double total = 0.0;
+  for (int v = 0; v < n; ++v) total += std::exp(double(logits[v] - top));
+  const float log_total = float(std::log(total)) + top;
+  std::iota(scratch, scratch + n, 0);
+  std::partial_sort(scratch, scratch + k, scratch + n, [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (int i = 0; i < k; ++i) {
+    ids[i] = scratch[i];
+    logp[i] = std::min(0.0f, logits[scratch[i]] - log_total);
+  }
 }
 
 // Sorting, not radix selection: an independent route to the same cuts as the CUDA kernel.

@@ -60,6 +60,10 @@ void swiglu(const float* gate_up, int n, int inter, float* out);
 
 // Index of the largest value; ties go to the smallest index.
 int32_t argmax(const float* values, int n);
+// The k largest of logits[0, n) in descending order (ties: the smaller id) with their
+// log-probabilities log_softmax(logits) (sum in double; clamped to <= 0), by sorting: the reference
+// of the CUDA top-k (top_k.cu). scratch holds n ints.
+void top_k_logprobs(const float* logits, int n, int k, int32_t* ids, float* logp, int32_t* scratch);
 // The reference of the CUDA sampler (sample.cu): the Gumbel-max draw `draw` over the top-k, then
 // top-p cut of softmax(logits / temperature), ties at a cut kept (core/sampling_draw.h).
 int32_t sample_counter_based(const float* logits, int n, const DrawParams& params, uint64_t draw);

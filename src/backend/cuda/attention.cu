@@ -19,12 +19,13 @@
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma.cuh"
-#include "model/runner.h"
 
 namespace specq::cuda {
 namespace {
 
 constexpr int kKeyTile = 64;  // key rows per tile
+// mask_words() of model/runner.h, which nvcc cannot include (it reaches fmt through model/weights.h).
+__host__ __device__ constexpr int mask_row_words(int n) { return (n + 63) / 64; }
 constexpr int kThreads = 128;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 32;         // row tiles: slices per (tile, head)
@@ -42,12 +43,13 @@ struct Params {
   float scale;
 };
 
-__device__ __forceinline__ bool visible(int key, int token, int cache_len, int n, bool has_mask, const uint64_t* mask,
-                                        int words) {
+// Query `token` is new row q0 + token; new rows [0, q0 + n) follow the cache_len committed ones.
+__device__ __forceinline__ bool visible(int key, int token, int cache_len, int q0, int n, bool has_mask,
+                                        const uint64_t* mask, int words) {
   if (key < cache_len) return true;
   const int j = key - cache_len;
-  if (j >= n) return false;
-  if (!has_mask) return j <= token;
+  if (j >= q0 + n) return false;
+  if (!has_mask) return j <= q0 + token;
   return ((mask[int64_t(token) * words + j / 64] >> (j % 64)) & 1u) != 0;
 }
 
@@ -108,12 +110,13 @@ __global__ void __launch_bounds__(kThreads) mma_kernel(Params p) {
   const int64_t qkv_stride = int64_t(p.kv_heads) * group * hd + 2 * kv_dim;
   const int cache_len = *p.step.cache_len;
   const bool has_mask = *p.step.has_mask != 0;
-  const int words = mask_words(n);
+  const int q0 = p.step.query_offset != nullptr ? *p.step.query_offset : 0;
+  const int words = p.step.mask_stride > 0 ? p.step.mask_stride : mask_row_words(n);
   const int row0 = q_tile * kRows;
 
   // Keys this block can see: causal tiles stop after their last token; a tree may see all new rows.
   const int last_token = min(n - 1, (row0 + kRows - 1) / group);
-  const int key_end = has_mask ? cache_len + n : cache_len + last_token + 1;
+  const int key_end = has_mask ? cache_len + q0 + n : cache_len + q0 + last_token + 1;
   const int slice = ((key_end + p.splits - 1) / p.splits + kKeyTile - 1) / kKeyTile * kKeyTile;
   const int key_begin = split * slice;
   const int key_stop = min(key_end, key_begin + slice);
@@ -193,8 +196,8 @@ __global__ void __launch_bounds__(kThreads) mma_kernel(Params p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = key0 + key_warp * kWarpKeys + j * 8 + tig * 2 + (e & 1);
-        const bool ok = all_visible || (key < key_stop && visible(key, e < 2 ? token_lo : token_hi, cache_len, n,
-                                                                  has_mask, p.step.mask, words));
+        const bool ok = all_visible || (key < key_stop && visible(key, e < 2 ? token_lo : token_hi, cache_len, q0,
+                                                                  n, has_mask, p.step.mask, words));
         s[j][e] = ok ? s[j][e] * scale_log2 : -INFINITY;
         tile_max[e / 2] = fmaxf(tile_max[e / 2], s[j][e]);
       }

@@ -31,6 +31,22 @@ namespace specq::cuda {
 
 namespace specq::cuda {
 
+// Hands out 256-byte-aligned offsets into one allocation planned up front: every slice is counted
+// first, then one buffer of used() bytes is allocated and the offsets become pointers.
+class Arena {
+ public:
+  static constexpr size_t kAlign = 256;
+  size_t take(size_t bytes) {
+    const size_t at = used_;
+    used_ = (used_ + bytes + kAlign - 1) / kAlign * kAlign;
+    return at;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  size_t used_ = 0;
+};
+
 // Device memory owned by one object; freed on destruction.
 class DeviceBuffer {
  public:

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_runner.h"
 #include "backend/cuda/gemm_w4a16.h"
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
@@ -37,21 +38,7 @@ constexpr size_t kAlign = 256;
 constexpr size_t kCublasWorkspace = size_t(32) << 20;
 constexpr size_t kStagingBytes = size_t(64) << 20;
 
-size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
-
-// Hands out aligned slices of one allocation; a first pass with no base only counts bytes.
-class Arena {
- public:
-  size_t take(size_t bytes) {
-    const size_t at = used_;
-    used_ = align_up(used_ + bytes);
-    return at;
-  }
-  size_t used() const { return used_; }
-
- private:
-  size_t used_ = 0;
-};
+using cuda::Arena;
 
 struct CudaAct {
   void* ptr = nullptr;
@@ -105,7 +92,7 @@ void check_cublas(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", cublasGetStatusName(status), what);
 }
 
-class CudaRunner final : public Runner {
+class CudaRunner final : public Runner, public cuda::DeviceModel {
  public:
   CudaRunner(Model& model, const RunnerOptions& options) : model_(model), config_(model.config) {
     validate_weights(model_);
@@ -313,6 +300,30 @@ class CudaRunner final : public Runner {
   int max_context() const override { return max_context_; }
   int max_tokens_per_forward() const override { return max_tokens_; }
   size_t weight_bytes() const override { return weight_bytes_; }
+
+  // ---- cuda::DeviceModel: what the CUDA EAGLE head borrows ----
+  DType activation_dtype() const override { return act_; }
+  cudaStream_t stream() const override { return stream_; }
+  int sm_count() const override { return sm_count_; }
+  const void* embedding() const override { return embed_; }
+  const void* lm_head() const override { return lm_head_.w; }
+
+  void linear(cuda::LinearFamily family, const void* w, const float* bias, const void* x, void* y, bool y_fp32, int n,
+              int rows, int cols) override {
+    const CudaLinear lin = borrowed_linear(family, w, bias, rows, cols);
+    run_linear(borrowed_kernel(lin, n), lin, x, y, y_fp32, n, false);
+  }
+
+  void gate_up_swiglu(const void* w, const void* x, void* gate_up, void* ffn, int n, int inter, int cols) override {
+    const CudaLinear lin = borrowed_linear(cuda::LinearFamily::GateUp, w, nullptr, 2 * inter, cols);
+    const LinearKernel kernel = borrowed_kernel(lin, n);
+    if (inter % 2 == 0 && kernel != LinearKernel::Cublas) {  // fuses_swiglu() for this shape
+      run_linear(kernel, lin, x, ffn, false, n, true);
+      return;
+    }
+    run_linear(kernel, lin, x, gate_up, false, n, false);
+    cuda::swiglu(gate_up, ffn, act_, n, inter, stream_);
+  }
 
   ForwardResult forward(const ForwardRequest& request) override {
     validate_request(*this, request);
@@ -611,10 +622,11 @@ class CudaRunner final : public Runner {
     }
     const int hidden_rows = rows_of(request.hidden_rows, int(request.tokens.size()));
     const size_t hidden_values = size_t(hidden_rows) * size_t(config_.hidden_size);
-    if (hidden_rows > 0)
+    if (hidden_rows > 0 && request.hidden_to_host)
       SPECQ_CUDA(cudaMemcpyAsync(host_hidden_, hidden_, hidden_values * 4, cudaMemcpyDeviceToHost, stream_));
     SPECQ_CUDA(cudaStreamSynchronize(stream_));
-    result.hidden = std::span<const float>(host_hidden_, hidden_values);
+    if (request.hidden_to_host) result.hidden = std::span<const float>(host_hidden_, hidden_values);
+    if (hidden_rows > 0) result.device_hidden = hidden_;
     result.argmax = std::span<const int32_t>(host_argmax_, size_t(rows));
     if (request.device_draw != nullptr) result.sampled = std::span<const int32_t>(host_sampled_, size_t(rows));
     if (request.logits_to_host) result.logits = std::span<const float>(host_logits_, size_t(rows) * vocab);
@@ -644,6 +656,21 @@ class CudaRunner final : public Runner {
     if (lin.w4) return LinearKernel::W4a16;
     const std::vector<LinearKernel>& table = kernel_by_tokens_[size_t(lin.family)];
     return size_t(n) < table.size() ? table[size_t(n)] : LinearKernel::Cublas;
+  }
+
+  // A borrower's (dense) weight runs with the table of the runner's layer family of the same role.
+  // Where that kernel cannot run it (another shape, or the family's layers are W4A16): the GEMV up
+  // to its token limit, then the skinny GEMM, then cuBLAS (unmeasured for this weight).
+  static CudaLinear borrowed_linear(cuda::LinearFamily family, const void* w, const float* bias, int rows, int cols) {
+    static constexpr int kFamilyOf[] = {kQkvFamily, kWoFamily, kGateUpFamily, kDownFamily, kLmHeadFamily};
+    return {const_cast<void*>(w), bias, rows, cols, "borrowed", kFamilyOf[int(family)]};
+  }
+  LinearKernel borrowed_kernel(const CudaLinear& lin, int n) const {
+    const LinearKernel k = linear_kernel(lin, n);
+    if (can_run(k, lin, n)) return k;
+    for (const LinearKernel other : {LinearKernel::Gemv, LinearKernel::Skinny})
+      if (can_run(other, lin, n)) return other;
+    return LinearKernel::Cublas;
   }
 
   // The measured W4A16 tile shape for n tokens (the largest rung's past the table).
@@ -836,26 +863,7 @@ class CudaRunner final : public Runner {
   }
 
   void upload_part(const Weight& w, void* dst, DType dtype) {
-    const int64_t count = w.numel();
-    if (w.synthetic && w.data == nullptr) {
-      cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, w.dtype, stream_);
-      return;
-    }
-    const size_t src_size = dtype_size(w.dtype);
-    if (w.dtype == dtype) {
-      SPECQ_CUDA(cudaMemcpyAsync(dst, w.data, size_t(count) * src_size, cudaMemcpyHostToDevice, stream_));
-      SPECQ_CUDA(cudaStreamSynchronize(stream_));
-      return;
-    }
-    const int64_t per_chunk = int64_t(kStagingBytes / src_size);
-    for (int64_t first = 0; first < count; first += per_chunk) {
-      const int64_t len = std::min(per_chunk, count - first);
-      SPECQ_CUDA(cudaMemcpyAsync(staging_, static_cast<const uint8_t*>(w.data) + size_t(first) * src_size,
-                                 size_t(len) * src_size, cudaMemcpyHostToDevice, stream_));
-      cuda::convert(staging_, w.dtype, static_cast<uint8_t*>(dst) + size_t(first) * dtype_size(dtype), dtype, len,
-                    stream_);
-      SPECQ_CUDA(cudaStreamSynchronize(stream_));
-    }
+    cuda::upload_weight(w, dst, dtype, staging_, kStagingBytes, stream_);
   }
 
   Model& model_;
@@ -914,6 +922,31 @@ class CudaRunner final : public Runner {
 
 std::unique_ptr<Runner> make_cuda_runner(Model& model, const RunnerOptions& options) {
   return std::make_unique<CudaRunner>(model, options);
+}
+
+cuda::DeviceModel* cuda::device_model(Runner& runner) { return dynamic_cast<CudaRunner*>(&runner); }
+
+void cuda::upload_weight(const Weight& w, void* dst, DType dtype, void* staging, size_t staging_bytes,
+                         cudaStream_t stream) {
+  const int64_t count = w.numel();
+  if (w.synthetic && w.data == nullptr) {
+    cuda::fill_synthetic(dst, dtype, count, w.seed, 0, w.offset, w.scale, w.dtype, stream);
+    return;
+  }
+  const size_t src_size = dtype_size(w.dtype);
+  if (w.dtype == dtype) {
+    SPECQ_CUDA(cudaMemcpyAsync(dst, w.data, size_t(count) * src_size, cudaMemcpyHostToDevice, stream));
+    SPECQ_CUDA(cudaStreamSynchronize(stream));
+    return;
+  }
+  const int64_t per_chunk = int64_t(staging_bytes / src_size);
+  for (int64_t first = 0; first < count; first += per_chunk) {
+    const int64_t len = std::min(per_chunk, count - first);
+    SPECQ_CUDA(cudaMemcpyAsync(staging, static_cast<const uint8_t*>(w.data) + size_t(first) * src_size,
+                               size_t(len) * src_size, cudaMemcpyHostToDevice, stream));
+    cuda::convert(staging, w.dtype, static_cast<uint8_t*>(dst) + size_t(first) * dtype_size(dtype), dtype, len, stream);
+    SPECQ_CUDA(cudaStreamSynchronize(stream));
+  }
 }
 
 }  // namespace specq

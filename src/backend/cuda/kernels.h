@@ -18,7 +18,13 @@ struct StepInputs {
   const int32_t* positions;  // [n]
   const int32_t* cache_len;  // [1]: committed rows before this forward
   const int32_t* has_mask;   // [1]: 0 = causal among the new tokens, 1 = tree mask below
-  const uint64_t* mask;      // [n][mask_words(n)]
+  const uint64_t* mask;      // [n][mask words]
+  // attention() only (the EAGLE head's draft levels; the runner leaves both unset): the n queries
+  // are new rows query_offset .. query_offset + n - 1 after cache_len, so each also sees the earlier
+  // uncommitted rows its mask allows (bit j: row cache_len + j; causal without a mask); mask rows
+  // are mask_stride words apart. Null / 0: no offset, mask_words(n).
+  const int32_t* query_offset = nullptr;  // [1]
+  int mask_stride = 0;
 };
 
 // ---- synthetic_init.cu ----
@@ -92,6 +98,25 @@ void skinny_gemm(const void* w, const void* x, const float* bias, void* y, bool 
 // ---- lm_head_argmax.cu ----
 // out[r] = index of the largest of logits[r, 0..vocab); ties go to the smallest index.
 void argmax_rows(const float* logits, int rows, int vocab, int32_t* out, cudaStream_t stream);
+
+// ---- top_k.cu ----
+constexpr int kTopKMax = 32;
+// For each row r of logits ([rows, vocab], fp32): ids[r * k + i] and logp[r * k + i], i < k, are
+// the k largest logits in descending order (ties: the smaller id) and their log_softmax values
+// (clamped to <= 0), as cpu::top_k_logprobs. 1 <= k <= min(kTopKMax, vocab).
+void top_k_logprobs(const float* logits, int rows, int vocab, int k, int32_t* ids, float* logp, cudaStream_t stream);
+
+// ---- eagle.cu (the EAGLE head's glue; weights and activations of `act`) ----
+// cat[t] = [embed[tokens[t]] | feature of t], [n, 2 hidden]: the feature is store row sources[t]
+// when sources[t] >= 0, else row -1 - sources[t] of prev_out (the previous forward's output).
+void eagle_gather_inputs(const void* embed, const int32_t* tokens, const int32_t* sources, const void* store,
+                         const void* prev_out, int n, int hidden, void* cat, DType act, cudaStream_t stream);
+// store[first + r] = src[select[r]] (select null: src[r]) rounded to act, r < count; src is fp32 [*][hidden].
+void eagle_store_features(const float* src, const int32_t* select, int count, int hidden, void* store, int first,
+                          DType act, cudaStream_t stream);
+// out = x + delta for count values: fp32 into out_f32 and rounded into out_act.
+void eagle_residual_out(const float* x, const void* delta, float* out_f32, void* out_act, int64_t count, DType act,
+                        cudaStream_t stream);
 
 // ---- sample.cu ----
 // out[r] = a token drawn from row r of logits with *params (a device pointer; row r uses draw
