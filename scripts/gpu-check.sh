@@ -3,8 +3,9 @@
 # build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
 # the same card, and a short table last. Logs and JSON go to $OUT.
 #   usage (from the repo root, via the device tool with carry [".debs"]):
-#     scripts/gpu-check.sh [full|bench|tests|build|w4]   (build: only the specq binary, for profiling;
-#     w4: GPU tests and the W4A16 benches next to FP16, no CPU tests)
+#     scripts/gpu-check.sh [full|bench|tests|build|w4|spec]   (build: only the specq binary, for profiling;
+#     w4: GPU tests, the W4A16 benches next to FP16 and the EAGLE benches, no CPU tests;
+#     spec: GPU tests and the EAGLE benches)
 #   SPECQ_ARCHS overrides the CUDA architectures (e.g. 90a to halve the build on an H100).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ SPECQ=build/gpu/specq
 
 # ---- tests ----
 log tests
-[[ "$MODE" == "w4" ]] || (cd build/gpu && ctest -L cpu -j16 --output-on-failure >"$OUT/ctest_cpu.log" 2>&1; tail -3 "$OUT/ctest_cpu.log")
+[[ "$MODE" == "w4" || "$MODE" == "spec" ]] || (cd build/gpu && ctest -L cpu -j16 --output-on-failure >"$OUT/ctest_cpu.log" 2>&1; tail -3 "$OUT/ctest_cpu.log")
 for t in build/gpu/tests/gpu_*; do
   [[ -x "$t" ]] || continue
   "$t" >"$OUT/$(basename "$t").log" 2>&1
@@ -70,7 +71,17 @@ W4_COUNTS=1,2,4,8,16,32,64,128,256
 if [[ "$MODE" == "full" || "$MODE" == "w4" ]]; then
   bench w4 --model $M@w4a16 --prompt-tokens 512 --new-tokens 128 --tokens-per-forward $W4_COUNTS
 fi
-if [[ "$MODE" == "w4" ]]; then
+if [[ "$MODE" == "full" || "$MODE" == "w4" || "$MODE" == "spec" ]]; then
+  # EAGLE-2 with a random head (tau ~1: the per-phase times and the projected speedups are the result).
+  for target in "" "@w4a16"; do
+    log "spec bench $M$target"
+    $SPECQ bench --device cuda --model $M$target --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1 \
+      --repeats 3 --spec eagle --eagle random --json >"$OUT/spec${target//@/_}.json" 2>"$OUT/spec${target//@/_}.err" \
+      || tail -3 "$OUT/spec${target//@/_}.err"
+  done
+fi
+if [[ "$MODE" == "spec" ]]; then :
+elif [[ "$MODE" == "w4" ]]; then
   bench p512 --model $M --prompt-tokens 512 --new-tokens 64 --tokens-per-forward $W4_COUNTS
   [[ -n "${SPECQ_W4_70B:-}" ]] && bench w4_70b --model synthetic:llama3-70b@w4a16 --prompt-tokens 512 --new-tokens 32 \
     --tokens-per-forward 1,64
@@ -133,6 +144,12 @@ b = load("bench_p512.json")
 if b and b.get("op_ms"):
     tot = sum(b["op_ms"].values())
     print("decode step by op: " + ", ".join(f"{k} {v:.3f}ms ({100*v/tot:.0f}%)" for k, v in b["op_ms"].items()))
+for name in ["spec", "spec_w4a16"]:
+    d = load(f"{name}.json")
+    if not d or "speculative" not in d: continue
+    sp = d["speculative"]
+    print(f"{name:10} EAGLE random head: {d['tokens_per_second']:.1f} tok/s, {sp['ms_per_step']:.2f} ms/step, "
+          f"phases {sp['phase_ms_per_step']}, projected by tau {sp['projected_speedup_by_tau']}")
 for t in ["0", "0.8"]:
     g = load(f"generate_t{t}.json")
     if g: print(f"generate temperature {t}: {g['tokens_per_second']:.1f} tok/s over {g['new_tokens']} tokens")
