@@ -83,13 +83,13 @@ void k_scale_min(const uint8_t* s, int j, int& scale, int& min) {
   }
 }
 
-// Q4_K, 144 bytes per 256 values: fp16 d, fp16 dmin, 12 scale bytes, 128 nibble bytes. Eight
-// sub-blocks of 32; byte run c (32 bytes) holds sub-block 2c in its low and 2c+1 in its high
-// nibbles; x = d * scale * q - dmin * min.
-void dequantize_q4_k(const uint8_t* b, float* y) {
+// Q4_K and Q5_K share their layout: fp16 d, fp16 dmin, 12 scale bytes, then (Q5_K only) 32 bytes
+// qh, then 128 nibble bytes. Eight sub-blocks of 32; byte run c (32 bytes) holds sub-block 2c in its
+// low and 2c+1 in its high nibbles; bit s of qh byte l is the fifth bit of value l of sub-block s;
+// x = d * scale * q - dmin * min.
+void dequantize_k_quant(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* y) {
   const float d = f16_at(b), dmin = f16_at(b + 2);
   const uint8_t* scales = b + 4;
-  const uint8_t* qs = b + 16;
   for (int c = 0; c < 4; ++c) {
     int sc0, m0, sc1, m1;
     k_scale_min(scales, 2 * c, sc0, m0);
@@ -97,33 +97,17 @@ void dequantize_q4_k(const uint8_t* b, float* y) {
     const float d0 = d * float(sc0), min0 = dmin * float(m0);
     const float d1 = d * float(sc1), min1 = dmin * float(m1);
     for (int l = 0; l < 32; ++l) {
-      y[64 * c + l] = d0 * float(qs[32 * c + l] & 15) - min0;
-      y[64 * c + 32 + l] = d1 * float(qs[32 * c + l] >> 4) - min1;
+      const int high0 = qh != nullptr ? ((qh[l] >> (2 * c)) & 1) << 4 : 0;
+      const int high1 = qh != nullptr ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
+      y[64 * c + l] = d0 * float((qs[32 * c + l] & 15) | high0) - min0;
+      y[64 * c + 32 + l] = d1 * float((qs[32 * c + l] >> 4) | high1) - min1;
     }
   }
 }
 
-// Q5_K, 176 bytes per 256 values: as Q4_K plus 32 bytes qh (at offset 16, before the nibbles) whose
-// bit s of byte l is the fifth bit of value l of sub-block s.
-void dequantize_q5_k(const uint8_t* b, float* y) {
-  const float d = f16_at(b), dmin = f16_at(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + 48;
-  for (int c = 0; c < 4; ++c) {
-    int sc0, m0, sc1, m1;
-    k_scale_min(scales, 2 * c, sc0, m0);
-    k_scale_min(scales, 2 * c + 1, sc1, m1);
-    const float d0 = d * float(sc0), min0 = dmin * float(m0);
-    const float d1 = d * float(sc1), min1 = dmin * float(m1);
-    for (int l = 0; l < 32; ++l) {
-      const int q0 = (qs[32 * c + l] & 15) | (((qh[l] >> (2 * c)) & 1) << 4);
-      const int q1 = (qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
-      y[64 * c + l] = d0 * float(q0) - min0;
-      y[64 * c + 32 + l] = d1 * float(q1) - min1;
-    }
-  }
-}
+// Q4_K, 144 bytes per 256 values; Q5_K, 176 (qh at offset 16, before the nibbles).
+void dequantize_q4_k(const uint8_t* b, float* y) { dequantize_k_quant(b, nullptr, b + 16, y); }
+void dequantize_q5_k(const uint8_t* b, float* y) { dequantize_k_quant(b, b + 16, b + 48, y); }
 
 // Q6_K, 210 bytes per 256 values: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8
 // scales (one per 16 values), fp16 d last; x = d * scale * (q - 32). Each half of 128 values uses
