@@ -3,9 +3,10 @@
 # build (gpu preset, GPU tests on), CPU + GPU tests, the CUDA benches, the Hugging Face baseline on
 # the same card, and a short table last. Logs and JSON go to $OUT.
 #   usage (from the repo root, via the device tool with carry [".debs"]):
-#     scripts/gpu-check.sh [full|bench|tests|build|w4|spec]   (build: only the specq binary, for profiling;
+#     scripts/gpu-check.sh [full|bench|tests|build|w4|spec|eval]   (build: only the specq binary, for profiling;
 #     w4: GPU tests, the W4A16 benches next to FP16 and the EAGLE benches, no CPU tests;
-#     spec: GPU tests and the EAGLE benches)
+#     spec: GPU tests and the EAGLE benches; eval: the EAGLE head test, EAGLE with/without FR-Spec and the
+#     Spec-Bench speed run of scripts/eval-speed.sh with its report)
 #   SPECQ_ARCHS overrides the CUDA architectures (e.g. 90a to halve the build on an H100).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,35 @@ if ! cmake --preset gpu -DSPECQ_GPU_TESTS=ON -DSPECQ_BENCH=OFF "${archs[@]}" >"$
   tail -40 "$OUT/configure.log"; exit 1
 fi
 if [[ "$MODE" == "build" ]]; then cmake --build build/gpu -j16 --target specq >"$OUT/build.log" 2>&1; exit $?; fi
+if [[ "$MODE" == "eval" ]]; then
+  # The EAGLE head test, EAGLE with and without FR-Spec, then the Spec-Bench speed run (AR / EAGLE-2 /
+  # EAGLE-2 + FR-Spec / cascade) and its report: the shortest call that covers both.
+  cmake --build build/gpu -j16 --target specq gpu_eagle_head_test >"$OUT/build.log" 2>&1 ||
+    { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+  SPECQ=build/gpu/specq
+  log "gpu_eagle_head_test"
+  build/gpu/tests/gpu_eagle_head_test --gtest_filter='CudaEagleHead.*:CudaTopK.*' >"$OUT/gpu_eagle_head_test.log" 2>&1
+  echo "exit $? | $(grep -E '^\[  (PASSED|FAILED)|FAILED  \]' "$OUT/gpu_eagle_head_test.log" | tr '\n' ' ')"
+  M=synthetic:llama3-8b
+  $SPECQ frspec build --model $M --tokenizer ../shared/tokenizers/llama3 --corpus ../shared/data/gsm8k/test.jsonl \
+    --vocab-size 32768 --out "$OUT/frspec_32k.safetensors" | tee "$OUT/frspec_build.json"
+  for fr in "" "--frspec $OUT/frspec_32k.safetensors"; do
+    log "spec bench $M $fr"
+    $SPECQ bench --device cuda --model $M --prompt-tokens 512 --new-tokens 128 --tokens-per-forward 1 --repeats 3 \
+      --spec eagle --eagle random $fr --json >"$OUT/spec${fr:+_frspec}.json" 2>"$OUT/spec${fr:+_frspec}.err" ||
+      tail -3 "$OUT/spec${fr:+_frspec}.err"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); s=d['speculative']; print(f\"{d['tokens_per_second']:.1f} tok/s AR, {s['ms_per_step']:.2f} ms/step, phases {s['phase_ms_per_step']}, projected {s['projected_speedup_by_tau']}\")" "$OUT/spec${fr:+_frspec}.json"
+  done
+  log "Spec-Bench speed run"
+  PER_CATEGORY=${PER_CATEGORY:-1} MAX_NEW=${MAX_NEW:-128} FRSPEC="$OUT/frspec_32k.safetensors" \
+    bash scripts/eval-speed.sh $SPECQ "$OUT/spec_bench" >"$OUT/eval.log" 2>&1 || tail -20 "$OUT/eval.log"
+  cat "$OUT/spec_bench/report/report.md"
+  # The device tool returns at most 8 files: pack the rest, keep the report and its chart beside.
+  cp "$OUT/spec_bench/report/report.md" "$OUT/spec_bench/report/speedup.svg" /tmp/ 2>/dev/null
+  (cd "$OUT" && tar czf /tmp/logs.tgz ./* && find . -mindepth 1 -delete && mv /tmp/logs.tgz . &&
+    cp /tmp/report.md /tmp/speedup.svg . 2>/dev/null)
+  exit 0
+fi
 # -k 0: a test of another area failing to build here must not hide the CUDA results.
 if ! cmake --build build/gpu -j16 -- -k 0 >"$OUT/build.log" 2>&1; then
   echo "build failures:"; grep "^FAILED" "$OUT/build.log"

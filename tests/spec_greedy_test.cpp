@@ -10,6 +10,7 @@
 #include "spec/cascade_drafter.h"
 #include "spec/draft_model_drafter.h"
 #include "spec/eagle_drafter.h"
+#include "spec/frspec.h"
 #include "spec/speculate.h"
 #include "spec_test_util.h"
 
@@ -126,6 +127,23 @@ TEST_F(SpecGreedy, EagleTrees) {
   CpuEagleHead head(*tiny_, random_eagle_weights(tiny_->config, 3), tiny->max_context() + 60, 512);
   EagleDrafter drafter(head, EagleTreeOptions{6, 10, 60});
   check_identity(*tiny, drafter, make_cases(*tiny, 8, 3), "eagle on synthetic:tiny: D=6 k=10 T=60");
+}
+
+// FR-Spec: the head drafts from a draft vocabulary only (here the most frequent ids of its own greedy
+// prompts, as `specq frspec build` would keep them), which must never change the output.
+TEST_F(SpecGreedy, EagleTreesWithDraftVocabulary) {
+  auto target = make_cpu_runner(*stories_, small_runner());
+  const std::vector<Case> cases = make_cases(*target, 8, 4);
+  TokenFrequencies frequencies;
+  frequencies.counts.assign(size_t(stories_->config.vocab_size), 0);
+  for (const Case& c : cases) frequencies.add(c.prompt);
+  for (int size : {32, 200}) {
+    EagleWeights weights = random_eagle_weights(stories_->config, 7);
+    weights.draft_vocab = frequency_ranked_vocab(frequencies, size, stories_->config.eos_token_ids);
+    CpuEagleHead head(*stories_, std::move(weights), target->max_context() + 60, target->max_tokens_per_forward());
+    EagleDrafter drafter(head, EagleTreeOptions{6, 10, 60});
+    check_identity(*target, drafter, cases, fmt::format("eagle with a draft vocabulary of {}", size));
+  }
 }
 
 // Knows the true greedy continuation and hides it, to a random depth, in a random tree of wrong

@@ -1,7 +1,8 @@
 // Speculative sampling must be lossless: the tokens it emits are distributed exactly as plain
 // sampling's. Checked with Pearson chi-square tests against the exact distributions (computed from
 // Sampler::distribution) for the first and the second emitted token of a step, for a chain
-// (draft model), an EAGLE tree and a cascade, with and without top-k/top-p.
+// (draft model), an EAGLE tree (also with an FR-Spec draft vocabulary) and a cascade, with and
+// without top-k/top-p.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -134,6 +135,15 @@ TEST_F(SpecSampling, TreeIsLossless) {
   EagleDrafter drafter(head, EagleTreeOptions{2, 4, 10});
   expect_lossless(*target_, drafter, plain(3), 100000, "eagle tree D=2 k=4 T=10, T=1");
   expect_lossless(*target_, drafter, truncated_sampling(4), 10000, "eagle tree, T=1.5 top-k 12 top-p 0.95");
+}
+
+// FR-Spec: drafts only from a draft vocabulary (q is zero elsewhere); the target's distribution is intact.
+TEST_F(SpecSampling, TreeWithDraftVocabularyIsLossless) {
+  EagleWeights weights = random_eagle_weights(target_model_.config, 9);
+  weights.draft_vocab = {20, 3, 7, 11, 0, 15, 4, 9, 22, 1, 13, 6};  // half of the vocabulary
+  CpuEagleHead head(target_model_, std::move(weights), 64 + 16, 64);
+  EagleDrafter drafter(head, EagleTreeOptions{2, 4, 10});
+  expect_lossless(*target_, drafter, plain(7), 30000, "eagle tree, draft vocabulary of 12, T=1");
 }
 
 TEST_F(SpecSampling, CascadeIsLossless) {

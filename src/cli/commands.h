@@ -18,6 +18,7 @@ Command add_quantize(CLI::App& app);
 Command add_serve(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_report(CLI::App& app);
+Command add_frspec(CLI::App& app);
 
 // "1,2,3" -> ids; "" -> empty. Error on anything that is not a comma-separated integer list.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& flag);

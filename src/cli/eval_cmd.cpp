@@ -168,7 +168,7 @@ Command add_eval(CLI::App& app) {
       config.run_info["spec"] = {{"eagle", spec->eagle},           {"draft", spec->draft},
                                  {"tree_depth", spec->tree_depth}, {"tree_topk", spec->tree_topk},
                                  {"tree_size", spec->tree_size},   {"draft_length", spec->draft_length},
-                                 {"cascade_min_chain", spec->cascade_min_chain}};
+                                 {"cascade_min_chain", spec->cascade_min_chain}, {"frspec", spec->frspec}};
 
     std::unique_ptr<SpeculativeDecoder> decoder;
     if (speculative) decoder = std::make_unique<SpeculativeDecoder>(*spec, session, *runner, SamplingOptions{});

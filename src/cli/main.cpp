@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
 #endif
       specq::cli::add_eval(app),
       specq::cli::add_report(app),
+      specq::cli::add_frspec(app),
   };
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 #include "spec/draft_model_drafter.h"
 #include "spec/eagle_drafter.h"
 #include "spec/eagle_loader.h"
+#include "spec/frspec.h"
 
 namespace specq::cli {
 namespace {
@@ -27,8 +28,8 @@ EagleTreeOptions tree_options(const SpecFlags& flags, bool under_cascade) {
 }
 
 // The head runs where `runner` (the model whose hidden states it reads) runs: CUDA or CPU.
-std::unique_ptr<EagleHead> eagle_head_for(const std::string& spec, Model& base, Runner& runner,
-                                          const EagleTreeOptions& tree) {
+std::unique_ptr<EagleHead> eagle_head_for(const std::string& spec, const std::string& frspec, Model& base,
+                                          Runner& runner, const EagleTreeOptions& tree) {
   EagleWeights weights;
   if (spec.rfind("random", 0) == 0) {
     uint64_t seed = 0;
@@ -43,6 +44,11 @@ std::unique_ptr<EagleHead> eagle_head_for(const std::string& spec, Model& base, 
     weights = random_eagle_weights(base.config, seed);
   } else {
     weights = load_eagle_weights(spec, base.config);
+  }
+  if (!frspec.empty()) {
+    weights.draft_vocab = load_token_map(frspec, base.config.vocab_size);
+    SPECQ_CHECK(int(weights.draft_vocab.size()) >= tree.topk, "--frspec keeps {} tokens, fewer than --tree-topk {}",
+                weights.draft_vocab.size(), tree.topk);
   }
   const int rows = runner.max_context() + tree.depth * tree.topk;
   return make_eagle_head(base, std::move(weights), runner, rows, runner.max_tokens_per_forward());
@@ -60,6 +66,10 @@ void add_spec_flags(CLI::App& app, SpecFlags& flags) {
   app.add_option("--tree-depth", flags.tree_depth, "EAGLE tree depth D (default 6; 3 under a cascade)");
   app.add_option("--tree-topk", flags.tree_topk, "EAGLE top-k per level (default 10)");
   app.add_option("--tree-size", flags.tree_size, "EAGLE tree nodes T, root included (default 60; 30 in a cascade)");
+  app.add_option("--frspec", flags.frspec,
+                 "FR-Spec token map (.safetensors from `specq frspec build`, or a torch.save .pt of ids): the EAGLE "
+                 "head drafts from these tokens only")
+      ->check(CLI::ExistingFile);
   app.add_option("--draft-length", flags.draft_length, "Draft-model chain length gamma")->capture_default_str();
   app.add_option("--cascade-min-chain", flags.cascade_min_chain, "Shortest chain a cascade level offers")
       ->capture_default_str();
@@ -80,13 +90,13 @@ SpeculativeDecoder::SpeculativeDecoder(const SpecFlags& flags, Session& session,
   }
   if (flags.method == "eagle") {
     const EagleTreeOptions tree = tree_options(flags, false);
-    head_ = eagle_head_for(flags.eagle, session.model, target, tree);
+    head_ = eagle_head_for(flags.eagle, flags.frspec, session.model, target, tree);
     drafter_ = std::make_unique<EagleDrafter>(*head_, tree);
   } else if (flags.method == "draft") {
     drafter_ = std::make_unique<DraftModelDrafter>(*draft_runner_, flags.draft_length);
   } else if (flags.method == "cascade") {
     const EagleTreeOptions tree = tree_options(flags, true);
-    head_ = eagle_head_for(flags.eagle, draft_session_->model, *draft_runner_, tree);
+    head_ = eagle_head_for(flags.eagle, flags.frspec, draft_session_->model, *draft_runner_, tree);
     inner_ = std::make_unique<EagleDrafter>(*head_, tree);
     drafter_ = std::make_unique<CascadeDrafter>(*draft_runner_, *inner_, flags.cascade_min_chain, sampling);
   } else {

@@ -18,6 +18,7 @@ struct SpecFlags {
   std::string eagle = "random";  // checkpoint directory, or random[:SEED] (a seeded random head)
   std::string draft;             // draft / middle model (same vocabulary as the target)
   int tree_depth = 0, tree_topk = 0, tree_size = 0;  // 0 = the method's default
+  std::string frspec;            // FR-Spec token map for the EAGLE head's draft LM head ("" = the whole vocabulary)
   int draft_length = 6;
   int cascade_min_chain = 6;
 };

@@ -1,5 +1,6 @@
 #include "io/hf_model.h"
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "io/gptq_checkpoint.h"
 #include "io/hf_config.h"
+#include "io/marlin_checkpoint.h"
 #include "io/qoq_checkpoint.h"
 #include "io/qqq_checkpoint.h"
 #include "io/safetensors.h"
@@ -56,17 +58,7 @@ class TensorSource {
   // The linear PREFIX: PREFIX.weight, or its GPTQ, int8 (W8A8), QQQ or QoQ (W4A8) tensors when
   // the checkpoint quantized it. The tensors decide, so partially quantized checkpoints load too.
   Weight take_linear(const std::string& prefix, int64_t n, int64_t k, const QuantConfigs& configs) {
-    const TensorLookup lookup = [this](const std::string& name) -> std::optional<StoredTensor> {
-      const SafetensorsTensor* t = checkpoint_.find(name);
-      if (t == nullptr) return std::nullopt;
-      return StoredTensor{t->dtype, t->shape, aligned(*t)};
-    };
-    // The has_* checks only look at names and dtypes: no aligned copies for them.
-    const TensorLookup peek = [this](const std::string& name) -> std::optional<StoredTensor> {
-      const SafetensorsTensor* t = checkpoint_.find(name);
-      if (t == nullptr) return std::nullopt;
-      return StoredTensor{t->dtype, t->shape, t->data};
-    };
+    const TensorLookup lookup = aligned_lookup(), peek = peek_lookup();
     auto ptr = [](const auto& config) { return config ? &*config : nullptr; };
     if (has_qqq_linear(peek, prefix)) return load_qqq_linear(lookup, prefix, n, k, ptr(configs.qqq), dir_);
     if (has_qoq_linear(peek, prefix)) {
@@ -82,6 +74,21 @@ class TensorSource {
     return load_gptq_linear(lookup, prefix, n, k, *configs.gptq);
   }
 
+  // The linears a (possibly fused) linear PREFIX splits into, along its outputs (`parts`): a Marlin
+  // matrix of the seed's converted checkpoints (io/marlin_checkpoint.h), or else each part's own
+  // PREFIXES[i] as take_linear loads it.
+  std::vector<Weight> take_fused(const std::string& prefix, std::span<const int64_t> parts,
+                                 std::span<const std::string> prefixes, int64_t k, const QuantConfigs& configs) {
+    if (has_marlin_linear(peek_lookup(), prefix, parts, k)) {
+      SPECQ_CHECK(configs.gptq.has_value(), "'{}': tensor {}.qweight is a Marlin W4A16 matrix, but config.json has "
+                  "no GPTQ quantization_config", dir_, prefix);
+      return load_marlin_linear(aligned_lookup(), prefix, parts, k, *configs.gptq, dir_);
+    }
+    std::vector<Weight> out;
+    for (size_t i = 0; i < parts.size(); ++i) out.push_back(take_linear(prefixes[i], parts[i], k, configs));
+    return out;
+  }
+
  private:
   // The format does not promise alignment (a u8 tensor may precede a float one); backends read
   // whole elements, so such a tensor gets an aligned copy instead.
@@ -91,6 +98,22 @@ class TensorSource {
     std::memcpy(copy.get(), t.data, t.nbytes);
     model_.storage.push_back(std::shared_ptr<const void>(copy, copy.get()));
     return copy.get();
+  }
+
+  TensorLookup aligned_lookup() {
+    return [this](const std::string& name) -> std::optional<StoredTensor> {
+      const SafetensorsTensor* t = checkpoint_.find(name);
+      if (t == nullptr) return std::nullopt;
+      return StoredTensor{t->dtype, t->shape, aligned(*t)};
+    };
+  }
+  // The has_* checks only look at names, dtypes and shapes: no aligned copies for them.
+  TensorLookup peek_lookup() const {
+    return [this](const std::string& name) -> std::optional<StoredTensor> {
+      const SafetensorsTensor* t = checkpoint_.find(name);
+      if (t == nullptr) return std::nullopt;
+      return StoredTensor{t->dtype, t->shape, t->data};
+    };
   }
 
   std::string dir_;
@@ -119,10 +142,15 @@ Model load_hf_directory(const std::string& dir) {
     LayerWeights& l = w.layers[size_t(i)];
     const std::string p = fmt::format("model.layers.{}.", i);
     l.attn_norm = tensors.take(p + "input_layernorm.weight");
-    l.wq = tensors.take_linear(p + "self_attn.q_proj", q, h, configs);
-    l.wk = tensors.take_linear(p + "self_attn.k_proj", kv, h, configs);
-    l.wv = tensors.take_linear(p + "self_attn.v_proj", kv, h, configs);
-    l.wo = tensors.take_linear(p + "self_attn.o_proj", h, q, configs);
+    const std::array<int64_t, 3> qkv_rows{q, kv, kv};
+    const std::array<std::string, 3> qkv_names{p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"};
+    std::vector<Weight> qkv = tensors.take_fused(p + "self_attn.qkv_proj", qkv_rows, qkv_names, h, configs);
+    l.wq = qkv[0];
+    l.wk = qkv[1];
+    l.wv = qkv[2];
+    const std::array<int64_t, 1> o_rows{h};
+    const std::array<std::string, 1> o_name{p + "self_attn.o_proj"};
+    l.wo = tensors.take_fused(o_name[0], o_rows, o_name, q, configs)[0];
     if (c.attention_bias) {
       l.bq = tensors.take(p + "self_attn.q_proj.bias");
       l.bk = tensors.take(p + "self_attn.k_proj.bias");
@@ -132,9 +160,14 @@ Model load_hf_directory(const std::string& dir) {
     SPECQ_CHECK(!tensors.has(p + "self_attn.o_proj.bias"), "'{}': tensor {} (an o_proj bias) is not supported", dir,
                 p + "self_attn.o_proj.bias");
     l.ffn_norm = tensors.take(p + "post_attention_layernorm.weight");
-    l.w_gate = tensors.take_linear(p + "mlp.gate_proj", inter, h, configs);
-    l.w_up = tensors.take_linear(p + "mlp.up_proj", inter, h, configs);
-    l.w_down = tensors.take_linear(p + "mlp.down_proj", h, inter, configs);
+    const std::array<int64_t, 2> gate_up_rows{inter, inter};
+    const std::array<std::string, 2> gate_up_names{p + "mlp.gate_proj", p + "mlp.up_proj"};
+    std::vector<Weight> gate_up = tensors.take_fused(p + "mlp.gate_up_proj", gate_up_rows, gate_up_names, h, configs);
+    l.w_gate = gate_up[0];
+    l.w_up = gate_up[1];
+    const std::array<int64_t, 1> down_rows{h};
+    const std::array<std::string, 1> down_name{p + "mlp.down_proj"};
+    l.w_down = tensors.take_fused(down_name[0], down_rows, down_name, inter, configs)[0];
   }
   w.final_norm = tensors.take("model.norm.weight");
   // As in transformers, tied embeddings win over a stored lm_head.weight.

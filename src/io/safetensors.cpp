@@ -158,8 +158,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_shar
 
 SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& dir) {
   const fs::path root(dir);
-  const fs::path single = root / "model.safetensors", index = root / "model.safetensors.index.json";
+  // model_gptq.safetensors: the name SpecMQuant's converters give their one file (io/marlin_checkpoint.h).
+  fs::path single = root / "model.safetensors";
+  const fs::path index = root / "model.safetensors.index.json", seed_converted = root / "model_gptq.safetensors";
   std::error_code ec;
+  if (!fs::exists(single, ec) && !fs::exists(index, ec) && fs::exists(seed_converted, ec)) single = seed_converted;
   if (fs::exists(single, ec)) {
     shards_.push_back(std::make_unique<SafetensorsFile>(single.string()));
     for (const SafetensorsTensor& t : shards_[0]->header().tensors) shard_of_.emplace(t.name, 0);

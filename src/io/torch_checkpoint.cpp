@@ -59,6 +59,7 @@ std::map<std::string, ZipEntry> read_zip(std::span<const uint8_t> file, const st
     for (uint64_t x = 0; x + 4 <= extra_len;) {  // zip64 extra field: the 32-bit fields that overflowed
       const uint8_t* field = h + 46 + name_len + x;
       const uint64_t id = read_le(field, 2), len = read_le(field + 2, 2);
+      SPECQ_CHECK(x + 4 + len <= extra_len, "'{}': bad zip extra field for '{}'", path, name);
       if (id == 1) {
         uint64_t pos = 4;
         for (uint64_t* v : {&raw_size, &size, &local})
@@ -273,7 +274,8 @@ class PickleReader {
   }
   void push_global(const std::string& module, const std::string& name) {
     static const std::map<std::string, DType> storages = {
-        {"torch.FloatStorage", DType::F32}, {"torch.HalfStorage", DType::F16}, {"torch.BFloat16Storage", DType::BF16}};
+        {"torch.FloatStorage", DType::F32}, {"torch.HalfStorage", DType::F16}, {"torch.BFloat16Storage", DType::BF16},
+        {"torch.LongStorage", DType::I64},  {"torch.IntStorage", DType::I32}};
     const std::string full = module + "." + name;
     const bool known = storages.count(full) != 0 || full == "collections.OrderedDict" ||
                        full == "torch._utils._rebuild_tensor_v2" || full == "torch._utils._rebuild_parameter";
@@ -336,7 +338,11 @@ class PickleReader {
 }  // namespace
 
 TorchCheckpoint::TorchCheckpoint(const std::string& path) : file_(std::make_shared<MappedFile>(path)) {
-  const std::span<const uint8_t> file(file_->data(), file_->size());
+  tensors_ = parse_torch_checkpoint(std::span<const uint8_t>(file_->data(), file_->size()), path);
+}
+
+std::vector<TorchTensor> parse_torch_checkpoint(std::span<const uint8_t> file, const std::string& path) {
+  std::vector<TorchTensor> tensors;
   const std::map<std::string, ZipEntry> entries = read_zip(file, path);
   std::string prefix;
   for (const auto& [name, entry] : entries)
@@ -344,27 +350,39 @@ TorchCheckpoint::TorchCheckpoint(const std::string& path) : file_(std::make_shar
   SPECQ_CHECK(!prefix.empty(), "'{}' has no <prefix>/data.pkl: not a torch.save checkpoint", path);
   const ZipEntry pkl = entries.at(prefix + "data.pkl");
   const ValuePtr root = PickleReader(file.subspan(pkl.offset, pkl.size), path).run();
-  SPECQ_CHECK(root->kind == Value::Kind::Dict, "'{}': the pickle is not a state dict", path);
-  for (const auto& [key, value] : root->map) {
+  // A state dict, or one bare tensor (torch.save(tensor): FR-Spec's and SGLang's token maps), named "".
+  std::vector<std::pair<ValuePtr, ValuePtr>> items;
+  if (root->kind == Value::Kind::Tensor) {
+    items.emplace_back(make(Value::Kind::String), root);
+  } else {
+    SPECQ_CHECK(root->kind == Value::Kind::Dict, "'{}': the pickle is neither a state dict nor a tensor", path);
+    items = root->map;
+  }
+  for (const auto& [key, value] : items) {
     SPECQ_CHECK(key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor,
                 "'{}': state dict entries must map names to tensors", path);
     const auto storage = entries.find(prefix + "data/" + value->storage);
     SPECQ_CHECK(storage != entries.end(), "'{}': storage '{}' of '{}' is missing", path, value->storage, key->s);
     // Only contiguous row-major tensors (what state dicts hold).
+    SPECQ_CHECK(value->stride.size() == value->shape.size(), "'{}': tensor '{}' has a bad stride", path, key->s);
     int64_t numel = 1, expected_stride = 1;
     for (size_t d = value->shape.size(); d-- > 0;) {
       SPECQ_CHECK(value->shape[d] >= 0 && (value->shape[d] <= 1 || value->stride[d] == expected_stride),
                   "'{}': tensor '{}' is not contiguous", path, key->s);
+      // The storage bounds every product: stop before it could overflow.
+      SPECQ_CHECK(value->shape[d] <= int64_t(storage->second.size) / std::max<int64_t>(numel, 1),
+                  "'{}': tensor '{}' overruns its storage", path, key->s);
       expected_stride *= value->shape[d];
       numel *= value->shape[d];
     }
-    SPECQ_CHECK(value->stride.size() == value->shape.size(), "'{}': tensor '{}' has a bad stride", path, key->s);
     const uint64_t esize = dtype_size(value->dtype);
-    SPECQ_CHECK(value->offset >= 0 && uint64_t(value->offset + numel) * esize <= storage->second.size,
+    const uint64_t capacity = storage->second.size / esize;
+    SPECQ_CHECK(value->offset >= 0 && uint64_t(numel) <= capacity && uint64_t(value->offset) <= capacity - uint64_t(numel),
                 "'{}': tensor '{}' overruns its storage", path, key->s);
-    tensors_.push_back({key->s, value->dtype, value->shape,
-                        file_->data() + storage->second.offset + uint64_t(value->offset) * esize});
+    tensors.push_back({key->s, value->dtype, value->shape,
+                       file.data() + storage->second.offset + uint64_t(value->offset) * esize});
   }
+  return tensors;
 }
 
 const TorchTensor* TorchCheckpoint::find(const std::string& name) const {

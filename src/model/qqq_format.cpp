@@ -12,50 +12,6 @@
 namespace specq::qqq {
 namespace {
 
-constexpr int kChunk = 1024;  // elements of a B row permuted together (64 outputs x 16 inputs)
-
-// inverse[src] = position in a 1024-chunk of the element at tile-order index src: QQQ's _get_perms
-// (int8 MMA fragment rows 4(i%4)+0..3, the j loop inside the i loop), then the 8-wide interleave.
-std::array<int16_t, kChunk> make_inverse(bool grouped) {
-  std::array<int16_t, kChunk> perm{};
-  int p = 0;
-  for (int i = 0; i < 32; ++i) {
-    std::array<int, 8> perm1{};
-    int m = 0;
-    for (int block = 0; block < 2; ++block)
-      for (int r = 0; r < 4; ++r) perm1[size_t(m++)] = 16 * (4 * (i % 4) + r) + i / 4 + 8 * block;
-    for (int j = 0; j < 4; ++j)
-      for (int v : perm1) perm[size_t(p++)] = int16_t(v + 256 * j);
-  }
-  constexpr std::array<int, 8> kGrouped = {0, 2, 4, 6, 1, 3, 5, 7}, kChannel = {4, 0, 5, 1, 6, 2, 7, 3};
-  const std::array<int, 8>& interleave = grouped ? kGrouped : kChannel;
-  std::array<int16_t, kChunk> inverse{};
-  for (int g = 0; g < kChunk / 8; ++g)
-    for (int t = 0; t < 8; ++t) inverse[size_t(perm[size_t(g * 8 + interleave[size_t(t)])])] = int16_t(g * 8 + t);
-  return inverse;
-}
-
-const std::array<int16_t, kChunk>& inverse_for(bool grouped) {
-  static const std::array<int16_t, kChunk> grouped_inverse = make_inverse(true), channel_inverse = make_inverse(false);
-  return grouped ? grouped_inverse : channel_inverse;
-}
-
-// inverse of scale_perm_single ([2i + j for i in 0..3 for j in (0,1,8,9,16,17,24,25)]) and of
-// scale_perm ([i + 8j for i in 0..7 for j in 0..7]).
-template <int Size>
-std::array<int8_t, Size> scale_inverse() {
-  std::array<int8_t, Size> inverse{};
-  int c = 0;
-  if constexpr (Size == 32) {
-    for (int i = 0; i < 4; ++i)
-      for (int j : {0, 1, 8, 9, 16, 17, 24, 25}) inverse[size_t(2 * i + j)] = int8_t(c++);
-  } else {
-    for (int i = 0; i < 8; ++i)
-      for (int j = 0; j < 8; ++j) inverse[size_t(i + 8 * j)] = int8_t(c++);
-  }
-  return inverse;
-}
-
 bool grouped_weight(const QuantizedWeight& q) { return q.group_scales.present(); }
 
 int code_at(const uint32_t* b, const NibblePos& p) { return int((b[p.word] >> p.shift) & 15u); }
@@ -63,19 +19,7 @@ int code_at(const uint32_t* b, const NibblePos& p) { return int((b[p.word] >> p.
 }  // namespace
 
 NibblePos nibble_position(int64_t n, int64_t k, int64_t N, bool grouped) {
-  const int64_t flat = (n / 16) * 256 + (k % 16) * 16 + n % 16;  // tile order: 16x16 tiles, k-major inside
-  const int64_t pos = (flat / kChunk) * kChunk + inverse_for(grouped)[size_t(flat % kChunk)];
-  return {(k / 16) * 2 * N + pos / 8, int(4 * (pos % 8))};
-}
-
-int64_t channel_scale_index(int64_t n) {
-  static const std::array<int8_t, 32> inverse = scale_inverse<32>();
-  return (n / 32) * 32 + inverse[size_t(n % 32)];
-}
-
-int64_t group_scale_column(int64_t n) {
-  static const std::array<int8_t, 64> inverse = scale_inverse<64>();
-  return (n / 64) * 64 + inverse[size_t(n % 64)];
+  return marlin::nibble_position(n, k, N, grouped ? marlin::Layout::Int8Grouped : marlin::Layout::Int8Channel);
 }
 
 bool group_value(int code, float s, int8_t& out) {

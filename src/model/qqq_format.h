@@ -8,23 +8,20 @@
 #include <string>
 #include <vector>
 
+#include "model/marlin_layout.h"
 #include "model/weights.h"
 
 namespace specq::qqq {
 
-// Where weight (n, k) of a QQQ matrix with N outputs lives in B (i32 [K/16, 2N]): word index into
-// B's row-major words and the nibble's bit shift. `grouped` picks the nibble interleave
-// ([0,2,4,6,1,3,5,7] grouped, [4,0,5,1,6,2,7,3] per-channel).
-struct NibblePos {
-  int64_t word = 0;
-  int shift = 0;
-};
+// Where weight (n, k) of a QQQ matrix with N outputs lives in B (i32 [K/16, 2N]; model/marlin_layout.h
+// with the int8 fragment rows): `grouped` picks the nibble interleave ([0,2,4,6,1,3,5,7] grouped,
+// [4,0,5,1,6,2,7,3] per-channel).
+using NibblePos = marlin::NibblePos;
 NibblePos nibble_position(int64_t n, int64_t k, int64_t N, bool grouped);
 
-// Index of output n's scale in s_channel (QQQ's scale_perm_single, chunks of 32 outputs) and its
-// column in s_group (scale_perm, chunks of 64).
-int64_t channel_scale_index(int64_t n);
-int64_t group_scale_column(int64_t n);
+// Index of output n's scale in s_channel (scale_perm_single) and its column in s_group (scale_perm).
+using marlin::channel_scale_index;
+using marlin::group_scale_column;
 
 // The int8 the grouped kernel multiplies for 4-bit code c (0..15) under fp16 group scale s:
 // round_half_even((c - 8) * s), exact as the kernel's fp16 FMA against the 1152 magic number.

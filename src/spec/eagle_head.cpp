@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "backend/cpu/ops.h"
 #include "core/error.h"
 #include "core/synthetic_rng.h"
+#include "spec/frspec.h"
 
 namespace specq {
 
@@ -64,6 +66,33 @@ void validate_eagle_weights(const EagleWeights& w, const ModelConfig& c) {
               w.fc_bias.size());
   SPECQ_CHECK(int64_t(w.ffn_norm.size()) == h, "EAGLE head: post_attention_layernorm has {} values",
               w.ffn_norm.size());
+  if (!w.draft_vocab.empty()) validate_token_map(w.draft_vocab, c.vocab_size, "the EAGLE head's draft vocabulary");
+}
+
+Weight gather_lm_head_rows(const Weight& lm_head, std::span<const int32_t> ids, std::vector<float>& storage) {
+  SPECQ_CHECK(!lm_head.quantized() && lm_head.shape.size() == 2,
+              "a draft vocabulary (FR-Spec) needs a float LM head (this one is {})", weight_format_name(lm_head.format));
+  SPECQ_CHECK(lm_head.data != nullptr || lm_head.synthetic, "EAGLE head: the LM head has no data");
+  const int64_t cols = lm_head.cols();
+  storage.resize(ids.size() * size_t(cols));
+  for (size_t r = 0; r < ids.size(); ++r) {
+    SPECQ_CHECK(ids[r] >= 0 && ids[r] < lm_head.rows(), "draft vocabulary id {} beyond the LM head's {} rows",
+                ids[r], lm_head.rows());
+    float* dst = storage.data() + r * size_t(cols);
+    const size_t first = size_t(ids[r]) * size_t(cols);
+    if (lm_head.synthetic) {
+      for (int64_t c = 0; c < cols; ++c)
+        dst[c] = synthetic_value(lm_head.seed, first + size_t(c), lm_head.offset, lm_head.scale);
+    } else {
+      cpu::to_float(static_cast<const uint8_t*>(lm_head.data) + first * dtype_size(lm_head.dtype), lm_head.dtype,
+                    cols, dst);
+    }
+  }
+  Weight out;
+  out.dtype = DType::F32;
+  out.shape = {int64_t(ids.size()), cols};
+  out.data = storage.data();
+  return out;
 }
 
 // The head reads the base's embedding and LM head on the host. A synthetic: base has no host bytes
@@ -96,19 +125,22 @@ std::unique_ptr<EagleHead> make_cuda_eagle_head(const Model&, EagleWeights, Runn
 CpuEagleHead::CpuEagleHead(const Model& base, EagleWeights weights, int max_rows, int max_tokens_per_forward)
     : config_(base.config), w_(std::move(weights)) {
   embed_ = host_view(base.weights.embed, host_embed_);
-  lm_head_ = host_view(base.weights.lm_head, host_lm_head_);
   const ModelConfig& c = config_;
   hidden_ = c.hidden_size;
   vocab_ = c.vocab_size;
+  validate_eagle_weights(w_, c);
+  lm_head_ = w_.draft_vocab.empty() ? host_view(base.weights.lm_head, host_lm_head_)
+                                    : gather_lm_head_rows(base.weights.lm_head, w_.draft_vocab, host_lm_head_);
+  head_vocab_ = int(lm_head_.rows());
   max_rows_ = max_rows;
   max_tokens_ = std::min(max_tokens_per_forward, max_rows);
-  validate_eagle_weights(w_, c);
 
   inv_freq_ = rope_inv_freq(c);
   k_cache_.assign(size_t(max_rows_) * size_t(c.kv_dim()), 0.0f);
   v_cache_.assign(size_t(max_rows_) * size_t(c.kv_dim()), 0.0f);
   features_.assign(size_t(max_rows_) * size_t(hidden_), 0.0f);
-  order_.assign(size_t(vocab_), 0);
+  order_.assign(size_t(head_vocab_), 0);
+  if (head_vocab_ != vocab_) draft_logits_.assign(size_t(max_tokens_) * size_t(head_vocab_), 0.0f);
   const size_t t = size_t(max_tokens_);
   for (auto [buffer, dim] : {std::pair{&feat_, hidden_}, {&emb_, hidden_}, {&x_, hidden_}, {&xn_, hidden_},
                              {&attn_, c.q_dim()}, {&delta_, hidden_}, {&ffn_, c.intermediate_size}, {&out_, hidden_},
@@ -145,7 +177,7 @@ void CpuEagleHead::forward(const EagleStep& step) {
               "EAGLE head: bad forward of {} inputs", n);
   SPECQ_CHECK(committed >= 0 && committed <= row0 && row0 + n <= max_rows_,
               "EAGLE head: rows [{}, {}) exceed its cache of {} rows", row0, row0 + n, max_rows_);
-  SPECQ_CHECK(step.logits_from >= 0 && step.logits_from <= n && step.top_k >= 0 && step.top_k <= vocab_,
+  SPECQ_CHECK(step.logits_from >= 0 && step.logits_from <= n && step.top_k >= 0 && step.top_k <= head_vocab_,
               "EAGLE head: bad logits rows from {} or top-k {}", step.logits_from, step.top_k);
   // Features first, into their own buffer: a deeper level reads the previous forward's outputs.
   for (int t = 0; t < n; ++t) {
@@ -192,20 +224,33 @@ void CpuEagleHead::forward(const EagleStep& step) {
   cpu::linear(ffn_.data(), n, w_.w_down, nullptr, delta_.data(), h, scratch_.data());
   for (int64_t i = 0; i < n * h; ++i) out_[size_t(i)] = x_[size_t(i)] + delta_[size_t(i)];
 
-  const int logits_from = step.logits_from;
+  // Logits over the head's rows (a draft vocabulary's, or the whole vocabulary's).
+  const int logits_from = step.logits_from, hv = head_vocab_;
+  float* head_logits = hv == vocab_ ? logits_.data() : draft_logits_.data();
   if (logits_from < n)
     cpu::linear(out_.data() + logits_from * h, n - logits_from, lm_head_, nullptr,
-                logits_.data() + int64_t(logits_from) * vocab_, vocab_, scratch_.data());
+                head_logits + int64_t(logits_from) * hv, hv, scratch_.data());
+  if (hv != vocab_) {  // the whole vocabulary's view: -inf where the draft vocabulary has no row
+    const std::vector<int32_t>& ids = w_.draft_vocab;
+    for (int i = logits_from; i < n; ++i) {
+      float* full = logits_.data() + size_t(i) * size_t(vocab_);
+      std::fill_n(full, vocab_, -std::numeric_limits<float>::infinity());
+      for (int j = 0; j < hv; ++j) full[ids[size_t(j)]] = head_logits[size_t(i) * size_t(hv) + size_t(j)];
+    }
+  }
   top_k_ = step.top_k;
   if (top_k_ == 0) return;
   if (top_ids_.size() < size_t(max_tokens_) * size_t(top_k_)) {  // grows once, for the drafter's k
     top_ids_.resize(size_t(max_tokens_) * size_t(top_k_));
     top_logp_.resize(top_ids_.size());
   }
-  for (int i = logits_from; i < n; ++i)
-    cpu::top_k_logprobs(logits_.data() + size_t(i) * size_t(vocab_), vocab_, top_k_,
-                        top_ids_.data() + size_t(i) * size_t(top_k_), top_logp_.data() + size_t(i) * size_t(top_k_),
-                        order_.data());
+  for (int i = logits_from; i < n; ++i) {
+    int32_t* ids = top_ids_.data() + size_t(i) * size_t(top_k_);
+    cpu::top_k_logprobs(head_logits + size_t(i) * size_t(hv), hv, top_k_, ids,
+                        top_logp_.data() + size_t(i) * size_t(top_k_), order_.data());
+    if (hv != vocab_)
+      for (int j = 0; j < top_k_; ++j) ids[j] = w_.draft_vocab[size_t(ids[j])];
+  }
 }
 
 }  // namespace specq

@@ -24,8 +24,15 @@ struct EagleWeights {
   Weight wq, wk, wv, wo;        // as a Llama layer
   std::vector<float> ffn_norm;  // post_attention_layernorm [H]
   Weight w_gate, w_up, w_down;
+  // The target ids the draft LM head keeps, one per row (FR-Spec's frequency-ranked map, spec/frspec.h);
+  // empty = the whole vocabulary. Drafts can only be these tokens; the target still verifies over all.
+  std::vector<int32_t> draft_vocab;
   std::vector<std::shared_ptr<const void>> storage;  // owns the bytes the views point into
 };
+
+// Rows `ids` of a float (or synthetic) LM head as an fp32 [ids.size(), H] weight backed by `storage`:
+// the draft LM head of a head with a draft vocabulary.
+Weight gather_lm_head_rows(const Weight& lm_head, std::span<const int32_t> ids, std::vector<float>& storage);
 
 // Seeded random weights of the right shapes for `base` (tests and benchmarks; no training).
 EagleWeights random_eagle_weights(const ModelConfig& base, uint64_t seed);
@@ -63,9 +70,11 @@ class EagleHead {
   virtual void set_features(int first_pos, const HiddenRows& rows) = 0;
   virtual void forward(const EagleStep& step) = 0;
   // Results of the last forward for its row i (logits_from <= i < n):
-  virtual std::span<const int32_t> top_ids(int i) const = 0;  // most likely first; ties: the smaller id
+  // Most likely first; ties: the smaller id (with a draft vocabulary: the earlier entry of it).
+  virtual std::span<const int32_t> top_ids(int i) const = 0;
   virtual std::span<const float> top_logp(int i) const = 0;   // their log-probabilities, <= 0
-  virtual std::span<const float> logits(int i) const = 0;     // needs logits_to_host (the CPU head: always)
+  // Over the whole vocabulary (-inf outside a draft vocabulary); needs logits_to_host (the CPU head: always).
+  virtual std::span<const float> logits(int i) const = 0;
   virtual std::vector<float> output(int i) const = 0;         // the head's output o (tests)
 };
 
@@ -88,7 +97,7 @@ class CpuEagleHead final : public EagleHead {
   Device device() const override { return Device::Cpu; }
   int max_rows() const override { return max_rows_; }
   int max_tokens_per_forward() const override { return max_tokens_; }
-  int max_top_k() const override { return vocab_; }
+  int max_top_k() const override { return head_vocab_; }
   void set_features(int first_pos, const HiddenRows& rows) override;
   void forward(const EagleStep& step) override;
   std::span<const int32_t> top_ids(int i) const override {
@@ -112,6 +121,8 @@ class CpuEagleHead final : public EagleHead {
   std::vector<float> host_embed_, host_lm_head_;   // their bytes, for synthetic: bases only
   EagleWeights w_;
   int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0, top_k_ = 0;
+  int head_vocab_ = 0;            // rows of lm_head_: the draft vocabulary's size, or vocab_
+  std::vector<float> draft_logits_;  // [T][head_vocab_] before the scatter into logits_ (draft vocabulary only)
   std::vector<float> inv_freq_, k_cache_, v_cache_;
   int threads_ = 1;  // OpenMP threads the scratch is planned for
   std::vector<float> features_;  // verifier hidden state by position, [max_rows][H]

@@ -294,6 +294,65 @@ TEST(CudaEagleHead, OwnBaseWeightsEqualBorrowed) {
   }
 }
 
+// FR-Spec: with a draft vocabulary the head keeps its own LM head of those rows. Its logits are the
+// full head's on the kept ids and -inf elsewhere; its top-k is the reference top-k of its kept
+// logits, in target ids; and it agrees with the CPU head given the same vocabulary.
+TEST(CudaEagleHead, DraftVocabularyRestrictsTheLmHead) {
+  Model base = llama3_8b_subset(4096);
+  const int vocab = base.config.vocab_size, hidden = base.config.hidden_size, n = 7, k = 10;
+  std::vector<int32_t> kept;
+  for (int id = vocab - 1; id >= 0; id -= 3) kept.push_back(id);
+  std::shuffle(kept.begin(), kept.end(), rng());
+  RunnerOptions options;
+  options.max_context = 128;
+  options.max_tokens_per_forward = kHeadTokens;
+  auto runner = make_cuda_runner(base, options);
+  EagleWeights restricted_weights = random_eagle_weights(base.config, 21), cpu_weights = restricted_weights;
+  restricted_weights.draft_vocab = kept;
+  cpu_weights.draft_vocab = kept;
+  auto full = make_cuda_eagle_head(base, random_eagle_weights(base.config, 21), *runner, kHeadRows, kHeadTokens);
+  auto restricted = make_cuda_eagle_head(base, std::move(restricted_weights), *runner, kHeadRows, kHeadTokens);
+  CpuEagleHead cpu(base, std::move(cpu_weights), kHeadRows, kHeadTokens);
+  EXPECT_EQ(restricted->max_top_k(), std::min(kTopKMax, int(kept.size())));
+
+  std::vector<float> features = random_values(size_t(n) * hidden, 2.0f);
+  for (float& v : features) v = from_bits(to_bits(v, DType::F16), DType::F16);
+  std::vector<int32_t> tokens(static_cast<size_t>(n)), positions(static_cast<size_t>(n));
+  for (int32_t& t : tokens) t = int32_t(rng()() % uint32_t(vocab));
+  std::iota(positions.begin(), positions.end(), 0);
+  EagleStep step = step_of(tokens, positions, positions, 0, k);
+  step.logits_to_host = true;
+  for (EagleHead* head : {full.get(), restricted.get(), static_cast<EagleHead*>(&cpu)}) {
+    head->set_features(0, HiddenRows{n, {}, features, nullptr, nullptr});
+    head->forward(step);
+  }
+  std::vector<bool> is_kept(static_cast<size_t>(vocab), false);
+  for (int32_t id : kept) is_kept[size_t(id)] = true;
+  std::vector<int32_t> ids(static_cast<size_t>(k)), order(kept.size());
+  std::vector<float> logp(static_cast<size_t>(k));
+  for (int i = 0; i < n; ++i) {
+    const std::span<const float> lf = full->logits(i), lr = restricted->logits(i), lc = cpu.logits(i);
+    std::vector<float> gathered, gathered_full, gathered_cpu;
+    for (int v = 0; v < vocab; ++v) {
+      if (!is_kept[size_t(v)]) {
+        ASSERT_TRUE(std::isinf(lr[size_t(v)]) && lr[size_t(v)] < 0) << "row " << i << " id " << v;
+      }
+    }
+    for (int32_t id : kept) {
+      gathered.push_back(lr[size_t(id)]);
+      gathered_full.push_back(lf[size_t(id)]);
+      gathered_cpu.push_back(lc[size_t(id)]);
+    }
+    EXPECT_LT(rel_l2(gathered, gathered_full), 1e-3) << "row " << i;
+    EXPECT_LT(rel_l2(gathered, gathered_cpu), 4 * tolerance(DType::F16)) << "row " << i;
+    cpu::top_k_logprobs(gathered.data(), int(gathered.size()), k, ids.data(), logp.data(), order.data());
+    for (int j = 0; j < k; ++j) {
+      ASSERT_EQ(restricted->top_ids(i)[size_t(j)], kept[size_t(ids[size_t(j)])]) << "row " << i << " rank " << j;
+      ASSERT_NEAR(restricted->top_logp(i)[size_t(j)], logp[size_t(j)], 2e-4 + 1e-5 * std::fabs(logp[size_t(j)]));
+    }
+  }
+}
+
 TEST(CudaEagleHead, RejectsBadRequests) {
   Heads h = make_heads(make_synthetic_model("tiny"), DType::F16, 3);
   std::vector<int32_t> tokens{1}, positions{0}, sources{-1};

@@ -1,7 +1,7 @@
 // The EAGLE head on the GPU, beside the CUDA runner whose hidden states it reads (spec/eagle_head.h
 // has the math; CpuEagleHead is the reference). It borrows the runner's stream (so its work is
-// ordered with the verifier's forwards), embedding and LM head, and the runner's measured linear
-// kernel per layer family. Its own memory is one allocation planned at construction: weights
+// ordered with the verifier's forwards), embedding and LM head (with an FR-Spec draft vocabulary it
+// keeps its own copy of those LM head rows), and the runner's measured linear kernel per layer family. Its own memory is one allocation planned at construction: weights
 // (fc fused as [fc1 | fc2] over the input [embedding | feature], q|k|v and gate|up fused), a
 // one-layer KV cache, the feature store (verifier hidden states by position, act dtype) and the
 // scratch of the largest forward. A forward is one host-to-device copy of its inputs, the kernels,
@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_runner.h"
@@ -46,7 +48,11 @@ class CudaEagleHead final : public EagleHead {
     SPECQ_CHECK(hidden_ % 8 == 0 && c.head_dim % 8 == 0 && c.head_dim <= 128,
                 "the CUDA EAGLE head needs hidden_size and head_dim multiples of 8, head_dim <= 128");
     check_weights(weights);
-    const int64_t h = hidden_, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size, v = vocab_;
+    draft_vocab_ = weights.draft_vocab;
+    head_vocab_ = draft_vocab_.empty() ? vocab_ : int(draft_vocab_.size());
+    const bool own_draft_head = !draft_vocab_.empty();  // FR-Spec: a private [V, H] LM head of the kept rows
+    const int64_t h = hidden_, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size, v = vocab_,
+                  hv = head_vocab_;
     const size_t e = esize_, T = size_t(max_tokens_);
     borrowed_ = borrow_base && runner.config().vocab_size == c.vocab_size &&
                 runner.config().hidden_size == c.hidden_size && dev_->embedding() != nullptr &&
@@ -63,7 +69,9 @@ class CudaEagleHead final : public EagleHead {
     // ---- plan ----
     cuda::Arena plan;
     const size_t embed_at = borrowed_ ? 0 : plan.take(size_t(v * h) * e);
-    const size_t lm_head_at = borrowed_ || tied ? embed_at : plan.take(size_t(v * h) * e);
+    const size_t lm_head_at = own_draft_head         ? plan.take(size_t(hv * h) * e)
+                              : borrowed_ || tied ? embed_at
+                                                  : plan.take(size_t(v * h) * e);
     const size_t fc_at = plan.take(size_t(h * 2 * h) * e);
     const size_t fc_bias_at = plan.take(size_t(h) * 4);
     const size_t qkv_w_at = plan.take(size_t((q + 2 * kv) * h) * e);
@@ -87,7 +95,7 @@ class CudaEagleHead final : public EagleHead {
     const size_t ffn_at = plan.take(T * size_t(inter) * e);
     const size_t out_at = plan.take(T * size_t(h) * 4);
     const size_t out_act_at = plan.take(T * size_t(h) * e);
-    const size_t logits_at = plan.take(size_t(logits_cap_) * size_t(v) * 4);
+    const size_t logits_at = plan.take(size_t(logits_cap_) * size_t(hv) * 4);
     const size_t top_ids_at = plan.take(T * cuda::kTopKMax * 4);
     const size_t top_logp_at = plan.take(T * cuda::kTopKMax * 4);
     const size_t stage_at = plan.take(size_t(select_cap_) * size_t(h) * 4);
@@ -107,7 +115,7 @@ class CudaEagleHead final : public EagleHead {
     arena_.allocate(plan.used());
     auto at = [&](size_t offset) { return arena_.get<uint8_t>() + offset; };
     embed_ = borrowed_ ? dev_->embedding() : at(embed_at);
-    lm_head_ = borrowed_ ? dev_->lm_head() : at(lm_head_at);
+    lm_head_ = borrowed_ && !own_draft_head ? dev_->lm_head() : at(lm_head_at);
     fc_ = at(fc_at);
     fc_bias_ = weights.fc_bias.empty() ? nullptr : reinterpret_cast<float*>(at(fc_bias_at));
     qkv_w_ = at(qkv_w_at);
@@ -142,6 +150,7 @@ class CudaEagleHead final : public EagleHead {
     SPECQ_CUDA(cudaMallocHost(&host_top_ids_, T * cuda::kTopKMax * 4));
     SPECQ_CUDA(cudaMallocHost(&host_top_logp_, T * cuda::kTopKMax * 4));
     SPECQ_CUDA(cudaMallocHost(&host_logits_, size_t(logits_cap_) * size_t(v) * 4));
+    if (own_draft_head) SPECQ_CUDA(cudaMallocHost(&host_head_logits_, size_t(logits_cap_) * size_t(hv) * 4));
 
     {
       // Weights through a temporary staging buffer (construction only).
@@ -150,9 +159,13 @@ class CudaEagleHead final : public EagleHead {
       auto upload = [&](const Weight& w, void* dst) {
         cuda::upload_weight(w, dst, act_, staging.get(), staging_bytes, stream_);
       };
-      if (!borrowed_) {
-        upload(embed_w, const_cast<void*>(embed_));
-        if (lm_head_ != embed_) upload(head_w, const_cast<void*>(lm_head_));
+      if (!borrowed_) upload(embed_w, const_cast<void*>(embed_));
+      if (own_draft_head) {
+        std::vector<float> rows;
+        upload(gather_lm_head_rows(head_w, draft_vocab_, rows), const_cast<void*>(lm_head_));
+        SPECQ_CUDA(cudaStreamSynchronize(stream_));  // before `rows` goes
+      } else if (!borrowed_ && lm_head_ != embed_) {
+        upload(head_w, const_cast<void*>(lm_head_));
       }
       // fc row o = [fc1 row o | fc2 row o]: each half uploaded whole, then copied into its columns.
       for (int part = 0; part < 2; ++part) {
@@ -186,7 +199,7 @@ class CudaEagleHead final : public EagleHead {
   ~CudaEagleHead() override {
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     for (void* p : {host_inputs_, host_stage_, static_cast<void*>(host_top_ids_), static_cast<void*>(host_top_logp_),
-                    static_cast<void*>(host_logits_)})
+                    static_cast<void*>(host_logits_), static_cast<void*>(host_head_logits_)})
       if (p != nullptr) cudaFreeHost(p);
   }
   CudaEagleHead(const CudaEagleHead&) = delete;
@@ -196,7 +209,7 @@ class CudaEagleHead final : public EagleHead {
   Device device() const override { return Device::Cuda; }
   int max_rows() const override { return max_rows_; }
   int max_tokens_per_forward() const override { return max_tokens_; }
-  int max_top_k() const override { return std::min(cuda::kTopKMax, vocab_); }
+  int max_top_k() const override { return std::min(cuda::kTopKMax, head_vocab_); }
 
   void set_features(int first_pos, const HiddenRows& rows) override {
     SPECQ_CHECK(first_pos >= 0 && rows.count >= 0 && first_pos + rows.count <= max_rows_,
@@ -311,9 +324,9 @@ class CudaEagleHead final : public EagleHead {
     for (int r0 = step.logits_from; r0 < n; r0 += logits_cap_) {
       const int len = std::min(logits_cap_, n - r0);
       const void* in = static_cast<uint8_t*>(out_act_) + size_t(r0) * size_t(h) * esize_;
-      dev_->linear(LinearFamily::LmHead, lm_head_, nullptr, in, logits_, true, len, vocab_, int(h));
+      dev_->linear(LinearFamily::LmHead, lm_head_, nullptr, in, logits_, true, len, head_vocab_, int(h));
       if (k > 0)
-        cuda::top_k_logprobs(logits_, len, vocab_, k, top_ids_d_ + size_t(r0) * size_t(k),
+        cuda::top_k_logprobs(logits_, len, head_vocab_, k, top_ids_d_ + size_t(r0) * size_t(k),
                              top_logp_d_ + size_t(r0) * size_t(k), stream_);
     }
     if (k > 0 && rows > 0) {
@@ -323,10 +336,23 @@ class CudaEagleHead final : public EagleHead {
       SPECQ_CUDA(
           cudaMemcpyAsync(host_top_logp_ + first, top_logp_d_ + first, count * 4, cudaMemcpyDeviceToHost, stream_));
     }
+    float* const host_rows = draft_vocab_.empty() ? host_logits_ : host_head_logits_;
     if (step.logits_to_host && rows > 0)
-      SPECQ_CUDA(cudaMemcpyAsync(host_logits_, logits_, size_t(rows) * size_t(vocab_) * 4, cudaMemcpyDeviceToHost,
+      SPECQ_CUDA(cudaMemcpyAsync(host_rows, logits_, size_t(rows) * size_t(head_vocab_) * 4, cudaMemcpyDeviceToHost,
                                  stream_));
     SPECQ_CUDA(cudaStreamSynchronize(stream_));
+    if (!draft_vocab_.empty()) {  // back to target ids, and logits over the whole vocabulary
+      if (k > 0)
+        for (size_t j = size_t(step.logits_from) * size_t(k); j < size_t(n) * size_t(k); ++j)
+          host_top_ids_[j] = draft_vocab_[size_t(host_top_ids_[j])];
+      if (step.logits_to_host)
+        for (int r = 0; r < rows; ++r) {
+          float* full = host_logits_ + size_t(r) * size_t(vocab_);
+          std::fill_n(full, vocab_, -std::numeric_limits<float>::infinity());
+          for (int j = 0; j < head_vocab_; ++j)
+            full[draft_vocab_[size_t(j)]] = host_head_logits_[size_t(r) * size_t(head_vocab_) + size_t(j)];
+        }
+    }
     prev_rows_ = n;
     top_k_ = k;
     logits_from_ = step.logits_from;
@@ -396,6 +422,8 @@ class CudaEagleHead final : public EagleHead {
   size_t esize_ = 2;
   cudaStream_t stream_ = nullptr;
   int hidden_ = 0, vocab_ = 0, max_rows_ = 0, max_tokens_ = 0;
+  int head_vocab_ = 0;                 // rows of lm_head_ (the draft vocabulary's size, or vocab_)
+  std::vector<int32_t> draft_vocab_;   // target id of each draft LM head row; empty = the whole vocabulary
   int mask_cap_ = 1, logits_cap_ = 1, select_cap_ = 1;
   bool borrowed_ = false;
   InputLayout layout_{};
@@ -417,6 +445,7 @@ class CudaEagleHead final : public EagleHead {
   int32_t* host_top_ids_ = nullptr;
   float* host_top_logp_ = nullptr;
   float* host_logits_ = nullptr;
+  float* host_head_logits_ = nullptr;  // [logits_cap_][head_vocab_], with a draft vocabulary
 
   // The last forward: its input count, top-k, first logits row and whether its logits came back.
   int prev_rows_ = 0, top_k_ = 0, logits_from_ = 0;
