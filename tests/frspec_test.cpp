@@ -102,6 +102,13 @@ TEST(FrSpecFiles, RejectsBadMaps) {
   EXPECT_THROW(load_token_map(fixture("two_dims.pt"), 512), Error);
   EXPECT_THROW(load_token_map(fixture("missing.pt"), 512), Error);
   EXPECT_THROW(load_token_map(fixture("make_fixture.py"), 512), Error);  // not a zip
+  try {
+    load_token_map(fixture("deep.pt"), 512);
+    ADD_FAILURE() << "200 nested tuples were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nests deeper"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_token_map(fixture("wide.pt"), 512), Error);  // a tuple, read in linear time
   const std::vector<int32_t> twice{1, 2, 1}, empty;
   EXPECT_THROW(validate_token_map(twice, 512, "t"), Error);
   EXPECT_THROW(validate_token_map(empty, 512, "t"), Error);

@@ -1,6 +1,8 @@
 #include "io/torch_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <span>
 #include <string_view>
@@ -100,7 +102,12 @@ struct Value {
   int64_t offset = 0;                             // Tensor: storage offset in elements
   std::vector<int64_t> shape, stride;             // Tensor
   std::string storage;                            // Tensor: storage key
+  int depth = 0;                                  // containers: nesting below this value
 };
+
+// State dicts nest a few levels; a deeper pickle is refused before its destruction could recurse
+// deeply enough to overflow the stack.
+constexpr int kMaxPickleDepth = 64;
 
 ValuePtr make(Value::Kind kind) {
   auto v = std::make_shared<Value>();
@@ -174,6 +181,7 @@ class PickleReader {
         case 't': {                                                 // TUPLE
           auto v = make(Value::Kind::Tuple);
           v->items = pop_to_mark();
+          for (const ValuePtr& item : v->items) nest(*v, *item);
           push(v);
           break;
         }
@@ -181,29 +189,38 @@ class PickleReader {
           auto v = make(Value::Kind::Tuple);
           v->items.resize(size_t(op - 0x84));
           for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop();
+          for (const ValuePtr& item : v->items) nest(*v, *item);
           push(v);
           break;
         }
         case 'a': {                                                 // APPEND
           const ValuePtr item = pop();
-          list_top()->items.push_back(item);
+          const ValuePtr list = list_top();
+          nest(*list, *item);
+          list->items.push_back(item);
           break;
         }
         case 'e': {                                                 // APPENDS
           std::vector<ValuePtr> items = pop_to_mark();
-          auto& target = list_top()->items;
-          target.insert(target.end(), items.begin(), items.end());
+          const ValuePtr list = list_top();
+          for (const ValuePtr& item : items) nest(*list, *item);
+          list->items.insert(list->items.end(), items.begin(), items.end());
           break;
         }
         case 's': {                                                 // SETITEM
           const ValuePtr value = pop(), key = pop();
-          dict_top()->map.emplace_back(key, value);
+          const ValuePtr dict = dict_top();
+          nest(*dict, *key);
+          nest(*dict, *value);
+          dict->map.emplace_back(key, value);
           break;
         }
         case 'u': {                                                 // SETITEMS
           std::vector<ValuePtr> items = pop_to_mark();
           SPECQ_CHECK(items.size() % 2 == 0, "'{}': SETITEMS with an odd number of items", source_);
-          for (size_t k = 0; k < items.size(); k += 2) dict_top()->map.emplace_back(items[k], items[k + 1]);
+          const ValuePtr dict = dict_top();
+          for (const ValuePtr& item : items) nest(*dict, *item);
+          for (size_t k = 0; k < items.size(); k += 2) dict->map.emplace_back(items[k], items[k + 1]);
           break;
         }
         case 'b': pop(); break;  // BUILD: object state (an OrderedDict's _metadata) is not needed
@@ -248,10 +265,19 @@ class PickleReader {
     return it->second;
   }
   std::vector<ValuePtr> pop_to_mark() {
-    std::vector<ValuePtr> items;
-    while (top()->kind != Value::Kind::Mark) items.insert(items.begin(), pop());
-    pop();
+    size_t mark = stack_.size();
+    while (mark > 0 && stack_[mark - 1]->kind != Value::Kind::Mark) --mark;
+    SPECQ_CHECK(mark > 0, "'{}': pickle stack underflow (no mark)", source_);
+    std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + std::ptrdiff_t(mark)),
+                                std::make_move_iterator(stack_.end()));
+    stack_.resize(mark - 1);
     return items;
+  }
+  // `container` now holds `item`: its nesting depth covers the item's.
+  void nest(Value& container, const Value& item) {
+    container.depth = std::max(container.depth, item.depth + 1);
+    SPECQ_CHECK(container.depth <= kMaxPickleDepth, "'{}': the pickle nests deeper than {} levels", source_,
+                kMaxPickleDepth);
   }
   ValuePtr list_top() {
     SPECQ_CHECK(top()->kind == Value::Kind::List, "'{}': APPEND to something that is not a list", source_);
