@@ -67,9 +67,9 @@ if [[ "$MODE" == "eval" ]]; then
     bash scripts/eval-speed.sh $SPECQ "$OUT/spec_bench" >"$OUT/eval.log" 2>&1 || tail -20 "$OUT/eval.log"
   cat "$OUT/spec_bench/report/report.md"
   # The device tool returns at most 8 files: pack the rest, keep the report and its chart beside.
-  cp "$OUT/spec_bench/report/report.md" "$OUT/spec_bench/report/speedup.svg" /tmp/ 2>/dev/null
-  (cd "$OUT" && tar czf /tmp/logs.tgz ./* && find . -mindepth 1 -delete && mv /tmp/logs.tgz . &&
-    cp /tmp/report.md /tmp/speedup.svg . 2>/dev/null)
+  stage=$(mktemp -d)
+  cp "$OUT/spec_bench/report/report.md" "$OUT/spec_bench/report/speedup.svg" "$stage/" 2>/dev/null
+  (cd "$OUT" && tar czf "$stage/logs.tgz" ./* && find . -mindepth 1 -delete && mv "$stage"/* .)
   exit 0
 fi
 # -k 0: a test of another area failing to build here must not hide the CUDA results.
